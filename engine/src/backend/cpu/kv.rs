@@ -1,0 +1,516 @@
+//! `kv_apply`: one batch of table operations on the CPU backend, in parallel across shards,
+//! with the result the sequential order defines (SPEC §1.2).
+//!
+//! How a batch flows:
+//! 1. **Route** (parallel over chunks of the batch): each chunk counting-sorts its operations
+//!    by shard into `items` (operation indices, batch order kept inside each shard). A link or
+//!    unlink becomes two items, one per key's shard (the second flagged [`MIRROR`]), because
+//!    each shard keeps its own half of a link. Related queries are not routed (step 4).
+//! 2. **Plan growth**: from the puts routed to each shard, reserve every doubling the batch
+//!    could need, so running out of memory fails the batch before anything changes.
+//! 3. **Segments** (parallel over shards): the batch is cut at runs of related queries; in a
+//!    segment every shard walks its items in batch order. Everything a shard-local walk
+//!    cannot see is a delete's removal of its key's *other* halves: those go to an outbox
+//!    as `(owner, partner, stamp)` and are applied at the end of the segment, removing a half
+//!    only if it was written before the delete (stamps are batch-global op order), which is
+//!    exactly what the sequential order would leave.
+//! 4. **Related queries** read across shards, so each run of them is answered between
+//!    segments (parallel over the queries), when every earlier operation has landed.
+//! 5. **Reassemble** (parallel over chunks): results return to batch order by replaying the
+//!    routing with per-shard cursors.
+//!
+//! Batches of at most [`SEQUENTIAL_MAX`] operations skip the machinery and run one by one.
+
+use rayon::prelude::*;
+
+use super::shard::{CpuShard, GrowthPlan, shard_bytes};
+use crate::table::route::shard_of;
+use crate::table::{Batch, BatchResults, OpCode, RelatedHit, RelatedSpan, Status};
+
+/// Flag on a routed item: the second half of a link or unlink (the partner's shard).
+const MIRROR: u32 = 1 << 31;
+/// Batches this small run sequentially: routing would cost more than it saves.
+pub const SEQUENTIAL_MAX: usize = 64;
+
+/// A delete's removal of the half `owner -> partner`, for the owner's shard.
+#[derive(Debug, Clone, Copy)]
+struct Removal {
+    owner: u64,
+    partner: u64,
+    stamp: u64,
+}
+
+#[inline]
+fn stamp(epoch: u64, op: usize) -> u64 {
+    (epoch << 32) | op as u64
+}
+
+/// Operations `start..end` of the batch, counting-sorted by shard.
+struct RoutedChunk {
+    start: usize,
+    end: usize,
+    /// Operation indices (| MIRROR), grouped by shard, batch order within a shard.
+    items: Vec<u32>,
+    /// `items[offsets[s]..offsets[s + 1]]` are shard `s`'s.
+    offsets: Vec<u32>,
+    /// Puts routed to each shard.
+    puts: Vec<u32>,
+    /// The shard of every routed item, in batch order (replayed by reassembly).
+    shard_seq: Vec<u16>,
+}
+
+fn route_chunk(batch: &Batch, start: usize, end: usize, shards: u32) -> RoutedChunk {
+    let (codes, keys) = (batch.codes(), batch.keys());
+    let n = shards as usize;
+    let mut offsets = vec![0u32; n + 1];
+    let mut puts = vec![0u32; n];
+    let mut shard_seq = Vec::with_capacity(end - start);
+    for i in start..end {
+        let s = match codes[i] {
+            OpCode::GetRelated => continue,
+            OpCode::Link | OpCode::Unlink => {
+                let s2 = shard_of(batch.aux(i).partner, shards);
+                shard_seq.push(shard_of(keys[i], shards) as u16);
+                shard_seq.push(s2 as u16);
+                offsets[s2 as usize + 1] += 1;
+                offsets[shard_of(keys[i], shards) as usize + 1] += 1;
+                continue;
+            }
+            OpCode::Put => {
+                let s = shard_of(keys[i], shards);
+                puts[s as usize] += 1;
+                s
+            }
+            OpCode::Get | OpCode::Delete => shard_of(keys[i], shards),
+        };
+        shard_seq.push(s as u16);
+        offsets[s as usize + 1] += 1;
+    }
+    for s in 0..n {
+        offsets[s + 1] += offsets[s];
+    }
+    let mut cursor = offsets.clone();
+    let mut items = vec![0u32; offsets[n] as usize];
+    let mut q = 0;
+    for i in start..end {
+        match codes[i] {
+            OpCode::GetRelated => continue,
+            OpCode::Link | OpCode::Unlink => {
+                for (flag, s) in [(0, shard_seq[q]), (MIRROR, shard_seq[q + 1])] {
+                    items[cursor[s as usize] as usize] = i as u32 | flag;
+                    cursor[s as usize] += 1;
+                }
+                q += 2;
+            }
+            _ => {
+                let s = shard_seq[q] as usize;
+                items[cursor[s] as usize] = i as u32;
+                cursor[s] += 1;
+                q += 1;
+            }
+        }
+    }
+    RoutedChunk { start, end, items, offsets, puts, shard_seq }
+}
+
+/// What one shard produced, in the order of its items.
+#[derive(Default)]
+struct ShardRun {
+    /// Per chunk, the next item of this shard to process.
+    cursors: Vec<usize>,
+    status: Vec<Status>,
+    /// `value_words` per item, filled for gets that found their key.
+    values: Vec<u32>,
+    outbox: Vec<Removal>,
+    plan: GrowthPlan,
+}
+
+/// Everything the walk of one operation needs besides the shard.
+struct Ctx<'a> {
+    batch: &'a Batch,
+    epoch: u64,
+    reads: bool,
+}
+
+impl Ctx<'_> {
+    /// Applies item `raw` to `shard`; returns its status and writes a found value to `out`.
+    #[inline]
+    fn step(&self, shard: &mut CpuShard, raw: u32, run: &mut ShardRun) -> Status {
+        let mirror = raw & MIRROR != 0;
+        let i = (raw & !MIRROR) as usize;
+        let key = self.batch.keys()[i];
+        if !mirror {
+            shard.ops += 1;
+        }
+        match self.batch.codes()[i] {
+            OpCode::Put => {
+                shard.put(key, self.batch.put_value(i), &mut run.plan);
+                Status::Ok
+            }
+            OpCode::Get => match shard.find(key) {
+                Some(slot) => {
+                    if self.reads {
+                        let w = self.batch.value_words();
+                        let at = run.status.len() * w;
+                        run.values[at..at + w].copy_from_slice(shard.value(slot));
+                    }
+                    Status::Value
+                }
+                None => Status::Missing,
+            },
+            OpCode::Delete => {
+                let existed = shard.delete(key);
+                if shard.has_links() {
+                    for h in shard.take_links(key).unwrap_or_default() {
+                        let stamp = stamp(self.epoch, i);
+                        run.outbox.push(Removal { owner: h.partner, partner: key, stamp });
+                    }
+                }
+                if existed { Status::Deleted } else { Status::Absent }
+            }
+            OpCode::Link => {
+                let a = self.batch.aux(i);
+                let (owner, partner) = if mirror { (a.partner, key) } else { (key, a.partner) };
+                shard.link_half(owner, partner, a.strength, stamp(self.epoch, i));
+                Status::Ok
+            }
+            OpCode::Unlink => {
+                let a = self.batch.aux(i);
+                let (owner, partner) = if mirror { (a.partner, key) } else { (key, a.partner) };
+                shard.unlink_half(owner, partner, u64::MAX);
+                Status::Ok
+            }
+            OpCode::GetRelated => unreachable!("related queries are not routed"),
+        }
+    }
+}
+
+/// Reserves each shard's growth buffers for up to `new_keys[s]` new keys. Returns the plans
+/// and the bytes reserved, or `None` when memory is short (nothing reserved then).
+fn plan_growth(
+    shards: &[CpuShard],
+    new_keys: &[u64],
+    max_load: f64,
+    value_words: usize,
+    device: &super::CpuDevice,
+) -> Result<(Vec<GrowthPlan>, u64), crate::error::BackendError> {
+    let sizes: Vec<Vec<u64>> = shards
+        .iter()
+        .zip(new_keys)
+        .map(|(s, &n)| GrowthPlan::sizes(s.slots(), s.items(), n, max_load))
+        .collect();
+    let bytes: u64 = sizes.iter().flatten().map(|&s| shard_bytes(s, value_words)).sum();
+    if bytes == 0 {
+        return Ok((shards.iter().map(|_| GrowthPlan::default()).collect(), 0));
+    }
+    device.reserve(bytes)?;
+    let plans: Option<Vec<GrowthPlan>> =
+        sizes.par_iter().map(|s| GrowthPlan::reserve(s, value_words)).collect();
+    match plans {
+        Some(plans) => Ok((plans, bytes)),
+        None => {
+            device.release(bytes);
+            Err(device.out_of_memory(bytes))
+        }
+    }
+}
+
+/// Applies `batch` to `shards`. On `Err` nothing changed.
+pub(crate) fn kv_apply(
+    device: &super::CpuDevice,
+    shards: &mut [CpuShard],
+    max_load: f64,
+    batch: &Batch,
+    epoch: u64,
+) -> Result<BatchResults, crate::error::BackendError> {
+    let n = batch.len();
+    let w = batch.value_words();
+    let reads = batch.reads_values();
+    let mut results = BatchResults::with_len(n, w, reads);
+    let bytes_before: u64 = shards.iter().map(CpuShard::bytes).sum();
+    let reserved = if n <= SEQUENTIAL_MAX {
+        let mut puts = vec![0u64; shards.len()];
+        for i in 0..n {
+            if batch.codes()[i] == OpCode::Put {
+                puts[shard_of(batch.keys()[i], shards.len() as u32) as usize] += 1;
+            }
+        }
+        let (plans, reserved) = plan_growth(shards, &puts, max_load, w, device)?;
+        apply_sequential(shards, plans, batch, epoch, &mut results);
+        reserved
+    } else {
+        apply_parallel(device, shards, max_load, batch, epoch, &mut results)?
+    };
+    let grown = shards.iter().map(CpuShard::bytes).sum::<u64>() - bytes_before;
+    device.release(reserved - grown);
+    Ok(results)
+}
+
+/// One by one, in batch order: the definition itself.
+fn apply_sequential(
+    shards: &mut [CpuShard],
+    mut plans: Vec<GrowthPlan>,
+    batch: &Batch,
+    epoch: u64,
+    results: &mut BatchResults,
+) {
+    let nshards = shards.len() as u32;
+    let ctx = Ctx { batch, epoch, reads: false };
+    let w = batch.value_words();
+    for i in 0..batch.len() {
+        let key = batch.keys()[i];
+        let s = shard_of(key, nshards) as usize;
+        let status = match batch.codes()[i] {
+            OpCode::GetRelated => {
+                shards[s].ops += 1;
+                answer_related(shards, batch, i, results);
+                Status::Related
+            }
+            OpCode::Get => {
+                shards[s].ops += 1;
+                match shards[s].find(key) {
+                    Some(slot) => {
+                        results.values[i * w..(i + 1) * w].copy_from_slice(shards[s].value(slot));
+                        Status::Value
+                    }
+                    None => Status::Missing,
+                }
+            }
+            code => {
+                let mut run = ShardRun { plan: std::mem::take(&mut plans[s]), ..ShardRun::default() };
+                let st = ctx.step(&mut shards[s], i as u32, &mut run);
+                plans[s] = run.plan;
+                if matches!(code, OpCode::Link | OpCode::Unlink) {
+                    let s2 = shard_of(batch.aux(i).partner, nshards) as usize;
+                    let mut run = ShardRun { plan: std::mem::take(&mut plans[s2]), ..ShardRun::default() };
+                    ctx.step(&mut shards[s2], i as u32 | MIRROR, &mut run);
+                    plans[s2] = run.plan;
+                }
+                for r in run.outbox {
+                    shards[shard_of(r.owner, nshards) as usize].unlink_half(r.owner, r.partner, u64::MAX);
+                }
+                st
+            }
+        };
+        results.status[i] = status;
+    }
+}
+
+fn apply_parallel(
+    device: &super::CpuDevice,
+    shards: &mut [CpuShard],
+    max_load: f64,
+    batch: &Batch,
+    epoch: u64,
+    results: &mut BatchResults,
+) -> Result<u64, crate::error::BackendError> {
+    let n = batch.len();
+    let w = batch.value_words();
+    let nshards = shards.len();
+    let reads = !results.values.is_empty();
+
+    // 1. Route.
+    let chunk_len = n.div_ceil(device.threads() * 8).max(8192);
+    let chunks: Vec<RoutedChunk> = (0..n.div_ceil(chunk_len))
+        .into_par_iter()
+        .map(|c| route_chunk(batch, c * chunk_len, ((c + 1) * chunk_len).min(n), nshards as u32))
+        .collect();
+
+    // 2. Plan growth.
+    let mut new_keys = vec![0u64; nshards];
+    let mut totals = vec![0usize; nshards];
+    for ch in &chunks {
+        for s in 0..nshards {
+            new_keys[s] += u64::from(ch.puts[s]);
+            totals[s] += (ch.offsets[s + 1] - ch.offsets[s]) as usize;
+        }
+    }
+    let (plans, reserved) = plan_growth(shards, &new_keys, max_load, w, device)?;
+    let mut runs: Vec<ShardRun> = plans
+        .into_iter()
+        .enumerate()
+        .map(|(s, plan)| ShardRun {
+            cursors: chunks.iter().map(|ch| ch.offsets[s] as usize).collect(),
+            status: Vec::with_capacity(totals[s]),
+            values: if reads { vec![0; totals[s] * w] } else { Vec::new() },
+            outbox: Vec::new(),
+            plan,
+        })
+        .collect();
+
+    // 3 and 4. Segments, cut at runs of related queries.
+    let ctx = Ctx { batch, epoch, reads };
+    let codes = batch.codes();
+    let mut lo = 0;
+    while lo < n {
+        let hi = codes[lo..].iter().position(|&c| c == OpCode::GetRelated).map_or(n, |p| lo + p);
+        if hi > lo {
+            run_segment(shards, &mut runs, &chunks, &ctx, hi);
+        }
+        let end = codes[hi..].iter().position(|&c| c != OpCode::GetRelated).map_or(n, |p| hi + p);
+        if end > hi {
+            answer_related_run(shards, batch, hi..end, results);
+        }
+        lo = end;
+    }
+
+    // 5. Reassemble.
+    let mut bases = vec![vec![0usize; nshards]; chunks.len()];
+    for c in 1..chunks.len() {
+        for s in 0..nshards {
+            let prev = &chunks[c - 1];
+            bases[c][s] = bases[c - 1][s] + (prev.offsets[s + 1] - prev.offsets[s]) as usize;
+        }
+    }
+    let fill = |c: usize, status: &mut [Status], values: &mut [u32]| {
+        let ch = &chunks[c];
+        let mut cur = bases[c].clone();
+        let mut q = 0;
+        for (j, i) in (ch.start..ch.end).enumerate() {
+            match codes[i] {
+                OpCode::GetRelated => {}
+                OpCode::Link | OpCode::Unlink => {
+                    let (s, s2) = (ch.shard_seq[q] as usize, ch.shard_seq[q + 1] as usize);
+                    status[j] = runs[s].status[cur[s]];
+                    cur[s] += 1;
+                    cur[s2] += 1;
+                    q += 2;
+                }
+                _ => {
+                    let s = ch.shard_seq[q] as usize;
+                    let st = runs[s].status[cur[s]];
+                    status[j] = st;
+                    if st == Status::Value && reads {
+                        let k = cur[s];
+                        values[j * w..(j + 1) * w].copy_from_slice(&runs[s].values[k * w..(k + 1) * w]);
+                    }
+                    cur[s] += 1;
+                    q += 1;
+                }
+            }
+        }
+    };
+    if reads {
+        results
+            .status
+            .par_chunks_mut(chunk_len)
+            .zip(results.values.par_chunks_mut(chunk_len * w))
+            .enumerate()
+            .for_each(|(c, (st, vals))| fill(c, st, vals));
+    } else {
+        results.status.par_chunks_mut(chunk_len).enumerate().for_each(|(c, st)| fill(c, st, &mut []));
+    }
+    Ok(reserved)
+}
+
+/// Every shard walks its items with operation index below `hi`; then deletes' removals of
+/// remote link halves are applied.
+fn run_segment(shards: &mut [CpuShard], runs: &mut [ShardRun], chunks: &[RoutedChunk], ctx: &Ctx<'_>, hi: usize) {
+    shards.par_iter_mut().zip(runs.par_iter_mut()).enumerate().for_each(|(s, (shard, run))| {
+        for (c, ch) in chunks.iter().enumerate() {
+            if ch.start >= hi {
+                break;
+            }
+            let end = ch.offsets[s + 1] as usize;
+            let mut k = run.cursors[c];
+            while k < end {
+                let raw = ch.items[k];
+                if (raw & !MIRROR) as usize >= hi {
+                    break;
+                }
+                let status = ctx.step(shard, raw, run);
+                run.status.push(status);
+                k += 1;
+            }
+            run.cursors[c] = k;
+        }
+    });
+    let nshards = shards.len() as u32;
+    let mut inbox: Vec<Vec<Removal>> = Vec::new();
+    for run in runs.iter_mut() {
+        for r in run.outbox.drain(..) {
+            if inbox.is_empty() {
+                inbox = vec![Vec::new(); nshards as usize];
+            }
+            inbox[shard_of(r.owner, nshards) as usize].push(r);
+        }
+    }
+    if !inbox.is_empty() {
+        shards.par_iter_mut().zip(inbox).for_each(|(shard, rs)| {
+            for r in rs {
+                shard.unlink_half(r.owner, r.partner, r.stamp);
+            }
+        });
+    }
+}
+
+/// One related query's answer before it is stored.
+struct RelatedAnswer {
+    found: bool,
+    value: Vec<u32>,
+    hits: Vec<RelatedHit>,
+    hit_values: Vec<u32>,
+}
+
+/// Answers related query `i` against the shards' current state.
+fn related_answer(shards: &[CpuShard], batch: &Batch, i: usize) -> RelatedAnswer {
+    let nshards = shards.len() as u32;
+    let key = batch.keys()[i];
+    let a = batch.aux(i);
+    let home = &shards[shard_of(key, nshards) as usize];
+    let slot = home.find(key);
+    let mut halves: Vec<_> =
+        home.links_of(key).iter().filter(|h| h.strength >= a.strength).copied().collect();
+    halves.sort_unstable_by(|x, y| y.strength.total_cmp(&x.strength).then(x.partner.cmp(&y.partner)));
+    let mut hits = Vec::new();
+    let mut hit_values = Vec::new();
+    for h in halves {
+        if hits.len() >= a.max as usize {
+            break;
+        }
+        let other = &shards[shard_of(h.partner, nshards) as usize];
+        if let Some(ps) = other.find(h.partner) {
+            hits.push(RelatedHit { key: h.partner, strength: h.strength });
+            hit_values.extend_from_slice(other.value(ps));
+        }
+    }
+    RelatedAnswer {
+        found: slot.is_some(),
+        value: slot.map(|s| home.value(s).to_vec()).unwrap_or_default(),
+        hits,
+        hit_values,
+    }
+}
+
+fn store_related(results: &mut BatchResults, i: usize, ans: RelatedAnswer, w: usize) {
+    results.status[i] = Status::Related;
+    if ans.found {
+        results.values[i * w..(i + 1) * w].copy_from_slice(&ans.value);
+    }
+    results.related.push(RelatedSpan {
+        op: i as u32,
+        start: results.hits.len() as u32,
+        len: ans.hits.len() as u32,
+        found: ans.found,
+    });
+    results.hits.extend_from_slice(&ans.hits);
+    results.hit_values.extend_from_slice(&ans.hit_values);
+}
+
+fn answer_related(shards: &mut [CpuShard], batch: &Batch, i: usize, results: &mut BatchResults) {
+    let ans = related_answer(shards, batch, i);
+    store_related(results, i, ans, batch.value_words());
+}
+
+/// Answers the related queries `range` (all of them related queries) in parallel.
+fn answer_related_run(shards: &mut [CpuShard], batch: &Batch, range: std::ops::Range<usize>, results: &mut BatchResults) {
+    let nshards = shards.len() as u32;
+    let answers: Vec<RelatedAnswer> = {
+        let view: &[CpuShard] = shards;
+        range.clone().into_par_iter().map(|i| related_answer(view, batch, i)).collect()
+    };
+    for (i, ans) in range.zip(answers) {
+        shards[shard_of(batch.keys()[i], nshards) as usize].ops += 1;
+        store_related(results, i, ans, batch.value_words());
+    }
+}

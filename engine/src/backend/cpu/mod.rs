@@ -1,0 +1,178 @@
+//! The CPU backend: the reference implementation of every operation, on rayon.
+//!
+//! State lives in host memory in the same flat layout a device backend uses; work runs on a
+//! dedicated rayon pool (`--threads`), so warpgrid never competes with a caller's own pool.
+
+mod kv;
+mod shard;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::{BackendKind, DeviceConfig, TableBackend};
+use crate::error::{BackendError, TableError};
+use crate::table::route::initial_slots;
+use crate::table::{Batch, BatchResults, ShardStats, TableConfig};
+use shard::{CpuShard, shard_bytes};
+
+/// A description of the CPU backend before it is opened.
+pub(crate) fn describe() -> String {
+    format!("host cpu, {} hardware threads (rayon)", rayon_threads_default())
+}
+
+fn rayon_threads_default() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The shards of one table on the CPU backend.
+#[derive(Debug)]
+pub struct CpuShards {
+    shards: Vec<CpuShard>,
+}
+
+/// The CPU "device": a rayon pool and an account of the table memory it holds.
+#[derive(Debug, Clone)]
+pub struct CpuDevice {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    memory_limit: Option<u64>,
+    /// Bytes of table state (keys and values arrays) allocated or reserved.
+    allocated: AtomicU64,
+}
+
+impl CpuDevice {
+    pub(crate) fn new(config: &DeviceConfig) -> Result<CpuDevice, BackendError> {
+        let threads = if config.threads == 0 { rayon_threads_default() } else { config.threads };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("warpgrid-cpu-{i}"))
+            .build()
+            .map_err(|e| BackendError::InvalidSetting {
+                field: "threads",
+                reason: format!("cannot start {threads} worker threads: {e}"),
+            })?;
+        Ok(CpuDevice {
+            inner: Arc::new(Inner {
+                pool,
+                threads,
+                memory_limit: config.memory_limit,
+                allocated: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.inner.threads
+    }
+
+    pub(crate) fn describe_device(&self) -> String {
+        let limit = match self.inner.memory_limit {
+            Some(b) => format!(", memory limit {b} bytes"),
+            None => String::new(),
+        };
+        format!("host cpu, {} worker threads (rayon){limit}", self.inner.threads)
+    }
+
+    /// Bytes of table state currently held.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.inner.allocated.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn out_of_memory(&self, needed: u64) -> BackendError {
+        let held = self.allocated_bytes();
+        BackendError::OutOfMemory {
+            backend: BackendKind::Cpu,
+            needed,
+            available: self.inner.memory_limit.map_or(0, |l| l.saturating_sub(held)),
+        }
+    }
+
+    /// Accounts `bytes` more against the memory limit, or fails with nothing accounted.
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<(), BackendError> {
+        let Some(limit) = self.inner.memory_limit else {
+            self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
+            return Ok(());
+        };
+        self.inner
+            .allocated
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|&t| t <= limit)
+            })
+            .map(drop)
+            .map_err(|_| self.out_of_memory(bytes))
+    }
+
+    pub(crate) fn release(&self, bytes: u64) {
+        self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+impl TableBackend for CpuDevice {
+    type Shards = CpuShards;
+
+    fn create_shards(&self, config: &TableConfig) -> Result<CpuShards, TableError> {
+        let slots = initial_slots(config.capacity, config.shards, config.max_load);
+        let w = config.value_words();
+        let bytes = shard_bytes(slots, w) * u64::from(config.shards);
+        self.reserve(bytes)?;
+        let shards: Option<Vec<CpuShard>> = self.inner.pool.install(|| {
+            (0..config.shards).into_par_iter().map(|_| CpuShard::new(slots, w, config.max_load)).collect()
+        });
+        match shards {
+            Some(shards) => Ok(CpuShards { shards }),
+            None => {
+                self.release(bytes);
+                Err(self.out_of_memory(bytes).into())
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        shards: &mut CpuShards,
+        config: &TableConfig,
+        batch: &Batch,
+        epoch: u64,
+    ) -> Result<BatchResults, TableError> {
+        let shards = &mut shards.shards;
+        Ok(self.inner.pool.install(|| kv::kv_apply(self, shards, config.max_load, batch, epoch))?)
+    }
+
+    fn shard_stats(&self, shards: &CpuShards) -> Vec<ShardStats> {
+        shards
+            .shards
+            .iter()
+            .map(|s| ShardStats {
+                items: s.items(),
+                slots: s.slots(),
+                ops: s.ops,
+                resizes: s.resizes,
+                link_halves: s.link_halves(),
+            })
+            .collect()
+    }
+
+    fn try_clone_shards(&self, shards: &CpuShards) -> Result<CpuShards, TableError> {
+        let bytes: u64 = shards.shards.iter().map(CpuShard::bytes).sum();
+        self.reserve(bytes)?;
+        let copy: Option<Vec<CpuShard>> = shards.shards.iter().map(CpuShard::try_clone).collect();
+        match copy {
+            Some(shards) => Ok(CpuShards { shards }),
+            None => {
+                self.release(bytes);
+                Err(self.out_of_memory(bytes).into())
+            }
+        }
+    }
+
+    fn drop_shards(&self, shards: CpuShards) {
+        self.release(shards.shards.iter().map(CpuShard::bytes).sum());
+    }
+}

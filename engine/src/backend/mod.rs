@@ -1,0 +1,215 @@
+//! Backend selection and the per-workload trait every backend implements.
+//!
+//! A backend is one way of running warpgrid's operations: `cpu` (rayon, the reference),
+//! `wgpu` (WGSL compute on Vulkan/Metal/DX12) and `cuda` (CUDA C through NVRTC). Every backend
+//! always exists as a [`BackendKind`]; whether it can run here is a run-time [`probe`](probe_all)
+//! that returns [`Unavailable`] with a reason, never a panic and never a `cfg`.
+//!
+//! Selection rules (SPEC §0): `Auto` takes CUDA if a driver and device are present, else wgpu
+//! if an adapter is present, else CPU. An explicitly requested backend that cannot run is an
+//! error naming the reason, never a silent fallback.
+
+pub mod cpu;
+mod cuda;
+mod wgpu;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{BackendError, TableError};
+use crate::table::{Batch, BatchResults, ShardStats, TableConfig};
+
+/// Which backend to use. `Auto` resolves to the best available one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BackendKind {
+    #[default]
+    Auto,
+    Cpu,
+    Wgpu,
+    Cuda,
+}
+
+impl BackendKind {
+    /// The concrete backends, in `Auto`'s order of preference.
+    pub const CONCRETE: [BackendKind; 3] = [BackendKind::Cuda, BackendKind::Wgpu, BackendKind::Cpu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// The backend named by `WARPGRID_BACKEND`, `Auto` when unset.
+    pub fn from_env() -> Result<BackendKind, BackendError> {
+        match std::env::var("WARPGRID_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => v.parse(),
+            _ => Ok(BackendKind::Auto),
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = BackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendKind::Auto),
+            "cpu" => Ok(BackendKind::Cpu),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            "cuda" => Ok(BackendKind::Cuda),
+            other => Err(BackendError::InvalidSetting {
+                field: "backend",
+                reason: format!("expected one of auto, cpu, wgpu, cuda, got {other:?}"),
+            }),
+        }
+    }
+}
+
+/// Why a backend cannot run on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub reason: String,
+}
+
+/// What probing one backend found.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    pub kind: BackendKind,
+    /// `Ok(description of the device)` or why it is unavailable.
+    pub status: Result<String, Unavailable>,
+}
+
+/// Probes every concrete backend, in `Auto`'s order of preference. Never panics.
+pub fn probe_all() -> Vec<ProbeReport> {
+    BackendKind::CONCRETE
+        .iter()
+        .map(|&kind| ProbeReport { kind, status: probe(kind) })
+        .collect()
+}
+
+fn probe(kind: BackendKind) -> Result<String, Unavailable> {
+    match kind {
+        BackendKind::Cuda => cuda::probe(),
+        BackendKind::Wgpu => wgpu::probe(),
+        BackendKind::Cpu => Ok(cpu::describe()),
+        BackendKind::Auto => unreachable!("auto is not a concrete backend"),
+    }
+}
+
+/// Settings of a device, whatever its backend.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceConfig {
+    pub backend: BackendKind,
+    /// Worker threads of the CPU backend (0 = one per core).
+    pub threads: usize,
+    /// Upper bound on the bytes of table state the device may hold (None = what the memory
+    /// allows). A batch whose worst-case growth would pass it fails with `OutOfMemory`.
+    pub memory_limit: Option<u64>,
+}
+
+/// An opened device of one concrete backend. Tables and other state are created on it.
+///
+/// Adding a backend adds a variant here and an arm to each workload's dispatch; nothing
+/// else in the engine changes shape.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Device {
+    Cpu(cpu::CpuDevice),
+}
+
+impl Device {
+    /// Opens the backend `config.backend` asks for, resolving `Auto` by the rules of SPEC §0.
+    pub fn open(config: &DeviceConfig) -> Result<Device, BackendError> {
+        match config.backend {
+            BackendKind::Auto => {
+                for kind in BackendKind::CONCRETE {
+                    if probe(kind).is_ok() {
+                        return Device::open_kind(kind, config);
+                    }
+                }
+                unreachable!("the cpu backend is always available")
+            }
+            kind => {
+                if let Err(u) = probe(kind) {
+                    return Err(BackendError::Unavailable { backend: kind, reason: u.reason });
+                }
+                Device::open_kind(kind, config)
+            }
+        }
+    }
+
+    /// The CPU backend with default settings.
+    pub fn cpu() -> Result<Device, BackendError> {
+        Device::open(&DeviceConfig { backend: BackendKind::Cpu, ..DeviceConfig::default() })
+    }
+
+    fn open_kind(kind: BackendKind, config: &DeviceConfig) -> Result<Device, BackendError> {
+        match kind {
+            BackendKind::Cpu => Ok(Device::Cpu(cpu::CpuDevice::new(config)?)),
+            other => Err(BackendError::Unavailable {
+                backend: other,
+                reason: "probe succeeded but the backend has no device implementation".into(),
+            }),
+        }
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Device::Cpu(_) => BackendKind::Cpu,
+        }
+    }
+
+    /// A one-line description of the device (for `warpgrid info` and reports).
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu(d) => d.describe_device(),
+        }
+    }
+
+    /// Worker threads (CPU) or the equivalent degree of host parallelism.
+    pub fn threads(&self) -> usize {
+        match self {
+            Device::Cpu(d) => d.threads(),
+        }
+    }
+}
+
+/// The shard-table operations a backend implements.
+///
+/// The backend owns the layout of the shards' state (`Shards`); the engine owns validation,
+/// routing rules and statistics formulas, so every backend computes the same thing.
+/// Contract of `apply`: the batch behaves exactly as if its operations ran one by one in
+/// batch order (SPEC §1.2); on `Err` nothing was applied.
+pub trait TableBackend {
+    /// The device-resident state of all shards of one table.
+    type Shards: Send;
+
+    /// Allocates the empty shards of a table.
+    fn create_shards(&self, config: &TableConfig) -> Result<Self::Shards, TableError>;
+
+    /// Applies one validated batch. `epoch` increases with every batch applied to the table.
+    fn apply(
+        &self,
+        shards: &mut Self::Shards,
+        config: &TableConfig,
+        batch: &Batch,
+        epoch: u64,
+    ) -> Result<BatchResults, TableError>;
+
+    /// Per-shard statistics, in shard order.
+    fn shard_stats(&self, shards: &Self::Shards) -> Vec<ShardStats>;
+
+    /// A deep copy of the shards (may fail for lack of memory, hence no `Clone`).
+    fn try_clone_shards(&self, shards: &Self::Shards) -> Result<Self::Shards, TableError>;
+
+    /// Releases the shards' memory.
+    fn drop_shards(&self, shards: Self::Shards);
+}

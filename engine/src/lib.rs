@@ -1,0 +1,19 @@
+//! warpgrid-engine: the compute layer of warpgrid.
+//!
+//! It owns the state of every workload (today: shard tables) in flat, structure-of-arrays
+//! buffers, and the backends that run operations on them. The CPU backend (rayon) is the
+//! reference; the wgpu and CUDA backends plug into the same per-workload trait
+//! ([`backend::TableBackend`]) and are reported as unavailable until they are built.
+//!
+//! The host runtime (queue, durability, file formats) lives in `warpgrid-host`; the facade
+//! crate `warpgrid` re-exports both.
+
+pub mod backend;
+pub mod error;
+pub mod table;
+
+pub use backend::{BackendKind, Device, DeviceConfig, ProbeReport, Unavailable, probe_all};
+pub use error::{BackendError, TableError};
+pub use table::{
+    Batch, BatchResults, OpCode, Outcome, RelatedHit, ShardStats, Table, TableConfig, TableStats,
+};

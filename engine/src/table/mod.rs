@@ -1,0 +1,166 @@
+//! Shard tables (SPEC §1): a sharded key-value store with related-key links.
+//!
+//! [`Table`] is the public handle; it validates and dispatches each call to its device's
+//! backend, which holds the shards' state. [`Tables`] is a named set of tables on one device
+//! (create / open / drop).
+
+mod batch;
+mod config;
+mod results;
+pub mod route;
+mod stats;
+
+pub use batch::{Aux, Batch, DEFAULT_MAX_RELATED, DEFAULT_MIN_STRENGTH, MAX_BATCH_OPS, OpCode};
+pub use config::TableConfig;
+pub use results::{BatchResults, Outcome, Related, RelatedHit, Status};
+pub(crate) use results::RelatedSpan;
+pub use stats::{ShardStats, TableStats};
+
+use std::collections::BTreeMap;
+
+use crate::backend::cpu::CpuShards;
+use crate::backend::{Device, TableBackend};
+use crate::error::TableError;
+
+/// The shards of a table, on whichever backend holds them.
+#[derive(Debug)]
+enum Shards {
+    Cpu(CpuShards),
+}
+
+/// One shard table on one device.
+#[derive(Debug)]
+pub struct Table {
+    config: TableConfig,
+    device: Device,
+    shards: Option<Shards>,
+    /// Batches applied so far; orders link writes across batches.
+    epoch: u64,
+}
+
+impl Table {
+    /// Creates an empty table on `device`.
+    pub fn create(device: &Device, config: TableConfig) -> Result<Table, TableError> {
+        config.validate()?;
+        let shards = match device {
+            Device::Cpu(d) => Shards::Cpu(d.create_shards(&config)?),
+        };
+        Ok(Table { config, device: device.clone(), shards: Some(shards), epoch: 0 })
+    }
+
+    pub fn config(&self) -> &TableConfig {
+        &self.config
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn value_bytes(&self) -> usize {
+        self.config.value_bytes as usize
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A new empty batch sized for this table's values.
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.value_bytes())
+    }
+
+    fn shards(&self) -> &Shards {
+        self.shards.as_ref().expect("shards exist until drop")
+    }
+
+    /// Applies `batch` as if its operations ran one by one in order. On error (out of memory,
+    /// a batch for another value size) nothing is applied.
+    pub fn apply(&mut self, batch: &Batch) -> Result<BatchResults, TableError> {
+        if batch.value_bytes() != self.value_bytes() {
+            return Err(TableError::BatchMismatch {
+                batch: batch.value_bytes(),
+                table: self.value_bytes(),
+            });
+        }
+        let epoch = self.epoch + 1;
+        let _span = tracing::debug_span!("table_apply", table = %self.config.name, ops = batch.len()).entered();
+        let results = match (&self.device, self.shards.as_mut().expect("shards exist until drop")) {
+            (Device::Cpu(d), Shards::Cpu(s)) => d.apply(s, &self.config, batch, epoch)?,
+        };
+        self.epoch = epoch;
+        Ok(results)
+    }
+
+    pub fn stats(&self) -> TableStats {
+        let shards = match (&self.device, self.shards()) {
+            (Device::Cpu(d), Shards::Cpu(s)) => d.shard_stats(s),
+        };
+        TableStats::from_shards(shards)
+    }
+
+    /// A deep copy of the table on the same device.
+    pub fn try_clone(&self) -> Result<Table, TableError> {
+        let shards = match (&self.device, self.shards()) {
+            (Device::Cpu(d), Shards::Cpu(s)) => Shards::Cpu(d.try_clone_shards(s)?),
+        };
+        Ok(Table {
+            config: self.config.clone(),
+            device: self.device.clone(),
+            shards: Some(shards),
+            epoch: self.epoch,
+        })
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if let Some(shards) = self.shards.take() {
+            match (&self.device, shards) {
+                (Device::Cpu(d), Shards::Cpu(s)) => d.drop_shards(s),
+            }
+        }
+    }
+}
+
+/// Named tables on one device: create, open, drop.
+#[derive(Debug)]
+pub struct Tables {
+    device: Device,
+    tables: BTreeMap<String, Table>,
+}
+
+impl Tables {
+    pub fn new(device: Device) -> Tables {
+        Tables { device, tables: BTreeMap::new() }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Creates a table; its name must be new.
+    pub fn create(&mut self, config: TableConfig) -> Result<&mut Table, TableError> {
+        if self.tables.contains_key(&config.name) {
+            return Err(TableError::TableExists { name: config.name });
+        }
+        let table = Table::create(&self.device, config)?;
+        Ok(self.tables.entry(table.name().to_owned()).or_insert(table))
+    }
+
+    /// The table called `name`.
+    pub fn open(&mut self, name: &str) -> Result<&mut Table, TableError> {
+        self.tables.get_mut(name).ok_or_else(|| TableError::NoSuchTable { name: name.into() })
+    }
+
+    /// Drops the table called `name`, releasing its memory.
+    pub fn drop_table(&mut self, name: &str) -> Result<(), TableError> {
+        self.tables
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| TableError::NoSuchTable { name: name.into() })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
+    }
+}

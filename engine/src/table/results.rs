@@ -1,0 +1,164 @@
+//! The results of one applied batch, one per operation, in batch order.
+//!
+//! Stored flat like the batch: a status byte per operation, the value words of reads at
+//! `op * value_words` (allocated only when the batch reads), and the partners of related
+//! queries in one arena. [`BatchResults::iter`] and [`BatchResults::get`] give typed views.
+
+/// Outcome code of one operation. The numbers are the device encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Status {
+    /// put, link, unlink
+    #[default]
+    Ok = 0,
+    /// get found the key
+    Value = 1,
+    /// get did not find the key
+    Missing = 2,
+    /// delete removed the key
+    Deleted = 3,
+    /// delete found nothing
+    Absent = 4,
+    /// a related query (its own value may be missing)
+    Related = 5,
+}
+
+/// One partner returned by a related query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelatedHit {
+    pub key: u64,
+    pub strength: f32,
+}
+
+/// Where one related query's answer sits in the arenas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RelatedSpan {
+    pub op: u32,
+    pub start: u32,
+    pub len: u32,
+    pub found: bool,
+}
+
+/// Results of a batch, in batch order.
+#[derive(Debug, Clone, Default)]
+pub struct BatchResults {
+    value_words: usize,
+    pub(crate) status: Vec<Status>,
+    pub(crate) values: Vec<u32>,
+    pub(crate) related: Vec<RelatedSpan>,
+    pub(crate) hits: Vec<RelatedHit>,
+    pub(crate) hit_values: Vec<u32>,
+}
+
+/// The typed result of one operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<'a> {
+    Ok,
+    Value(&'a [u8]),
+    Missing,
+    Deleted,
+    Absent,
+    Related(Related<'a>),
+}
+
+/// The answer to a related query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Related<'a> {
+    /// The queried key's own value, if it exists.
+    pub value: Option<&'a [u8]>,
+    hits: &'a [RelatedHit],
+    hit_values: &'a [u32],
+}
+
+impl<'a> Related<'a> {
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// `(key, strength, value)` of each partner, strongest first, ties by key ascending.
+    pub fn partners(&self) -> impl ExactSizeIterator<Item = (u64, f32, &'a [u8])> + 'a {
+        let w = if self.hits.is_empty() { 0 } else { self.hit_values.len() / self.hits.len() };
+        let hit_values = self.hit_values;
+        self.hits.iter().enumerate().map(move |(i, h)| {
+            (h.key, h.strength, bytemuck::cast_slice(&hit_values[i * w..(i + 1) * w]))
+        })
+    }
+}
+
+impl BatchResults {
+    /// Empty results for `ops` operations, with room for values when `reads` is set.
+    pub(crate) fn with_len(ops: usize, value_words: usize, reads: bool) -> BatchResults {
+        BatchResults {
+            value_words,
+            status: vec![Status::Ok; ops],
+            values: if reads { vec![0; ops * value_words] } else { Vec::new() },
+            ..BatchResults::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.status.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.status.is_empty()
+    }
+
+    /// Status codes, one per operation.
+    pub fn statuses(&self) -> &[Status] {
+        &self.status
+    }
+
+    fn value_at(&self, i: usize) -> &[u8] {
+        let w = self.value_words;
+        bytemuck::cast_slice(&self.values[i * w..(i + 1) * w])
+    }
+
+    fn related_at(&self, span: &RelatedSpan) -> Related<'_> {
+        let (s, n, w) = (span.start as usize, span.len as usize, self.value_words);
+        Related {
+            value: span.found.then(|| self.value_at(span.op as usize)),
+            hits: &self.hits[s..s + n],
+            hit_values: &self.hit_values[s * w..(s + n) * w],
+        }
+    }
+
+    /// The result of operation `i`.
+    pub fn get(&self, i: usize) -> Option<Outcome<'_>> {
+        let status = *self.status.get(i)?;
+        Some(match status {
+            Status::Related => {
+                let at = self.related.binary_search_by_key(&(i as u32), |s| s.op).ok()?;
+                Outcome::Related(self.related_at(&self.related[at]))
+            }
+            other => self.simple(i, other),
+        })
+    }
+
+    fn simple(&self, i: usize, status: Status) -> Outcome<'_> {
+        match status {
+            Status::Ok => Outcome::Ok,
+            Status::Value => Outcome::Value(self.value_at(i)),
+            Status::Missing => Outcome::Missing,
+            Status::Deleted => Outcome::Deleted,
+            Status::Absent => Outcome::Absent,
+            Status::Related => unreachable!("related outcomes are looked up by span"),
+        }
+    }
+
+    /// Every result, in batch order.
+    pub fn iter(&self) -> impl Iterator<Item = Outcome<'_>> + '_ {
+        let mut spans = self.related.iter();
+        self.status.iter().enumerate().map(move |(i, &st)| match st {
+            Status::Related => {
+                let span = spans.next().expect("one span per related query");
+                Outcome::Related(self.related_at(span))
+            }
+            other => self.simple(i, other),
+        })
+    }
+}
