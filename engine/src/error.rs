@@ -9,13 +9,20 @@ use crate::backend::BackendKind;
 pub enum BackendError {
     /// The backend the user asked for cannot run here.
     #[error("backend {backend} is unavailable: {reason}")]
-    Unavailable { backend: BackendKind, reason: String },
+    Unavailable {
+        backend: BackendKind,
+        reason: String,
+    },
     /// The device (or host, on the CPU backend) cannot hold what an operation needs.
     #[error(
         "out of memory on the {backend} backend: needed {needed} more bytes, {available} available; \
          the operation was not applied (raise the memory limit or use fewer or smaller tables)"
     )]
-    OutOfMemory { backend: BackendKind, needed: u64, available: u64 },
+    OutOfMemory {
+        backend: BackendKind,
+        needed: u64,
+        available: u64,
+    },
     /// A setting of the backend is invalid.
     #[error("invalid backend setting {field}: {reason}")]
     InvalidSetting { field: &'static str, reason: String },

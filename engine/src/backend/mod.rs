@@ -91,7 +91,10 @@ pub struct ProbeReport {
 pub fn probe_all() -> Vec<ProbeReport> {
     BackendKind::CONCRETE
         .iter()
-        .map(|&kind| ProbeReport { kind, status: probe(kind) })
+        .map(|&kind| ProbeReport {
+            kind,
+            status: probe(kind),
+        })
         .collect()
 }
 
@@ -139,7 +142,10 @@ impl Device {
             }
             kind => {
                 if let Err(u) = probe(kind) {
-                    return Err(BackendError::Unavailable { backend: kind, reason: u.reason });
+                    return Err(BackendError::Unavailable {
+                        backend: kind,
+                        reason: u.reason,
+                    });
                 }
                 Device::open_kind(kind, config)
             }
@@ -148,7 +154,10 @@ impl Device {
 
     /// The CPU backend with default settings.
     pub fn cpu() -> Result<Device, BackendError> {
-        Device::open(&DeviceConfig { backend: BackendKind::Cpu, ..DeviceConfig::default() })
+        Device::open(&DeviceConfig {
+            backend: BackendKind::Cpu,
+            ..DeviceConfig::default()
+        })
     }
 
     fn open_kind(kind: BackendKind, config: &DeviceConfig) -> Result<Device, BackendError> {
@@ -195,14 +204,16 @@ pub trait TableBackend {
     /// Allocates the empty shards of a table.
     fn create_shards(&self, config: &TableConfig) -> Result<Self::Shards, TableError>;
 
-    /// Applies one validated batch. `epoch` increases with every batch applied to the table.
+    /// Applies one validated batch, writing its results into `results` (reusing its
+    /// buffers). `epoch` increases with every batch applied to the table.
     fn apply(
         &self,
         shards: &mut Self::Shards,
         config: &TableConfig,
         batch: &Batch,
         epoch: u64,
-    ) -> Result<BatchResults, TableError>;
+        results: &mut BatchResults,
+    ) -> Result<(), TableError>;
 
     /// Per-shard statistics, in shard order.
     fn shard_stats(&self, shards: &Self::Shards) -> Vec<ShardStats>;

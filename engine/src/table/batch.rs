@@ -62,7 +62,11 @@ fn check_pair(a: u64, b: u64) -> Result<(), TableError> {
     check_key(a)?;
     check_key(b)?;
     if a == b {
-        return Err(TableError::InvalidLink { a, b, reason: "a key cannot be linked to itself".into() });
+        return Err(TableError::InvalidLink {
+            a,
+            b,
+            reason: "a key cannot be linked to itself".into(),
+        });
     }
     Ok(())
 }
@@ -70,7 +74,10 @@ fn check_pair(a: u64, b: u64) -> Result<(), TableError> {
 impl Batch {
     /// An empty batch for values of `value_bytes` bytes.
     pub fn new(value_bytes: usize) -> Batch {
-        Batch { value_bytes, ..Batch::default() }
+        Batch {
+            value_bytes,
+            ..Batch::default()
+        }
     }
 
     /// An empty batch with room for `ops` operations.
@@ -106,8 +113,11 @@ impl Batch {
         }
         let index = (self.values.len() / (self.value_bytes / 4).max(1)) as u32;
         self.push(OpCode::Put, key, index)?;
-        self.values
-            .extend(value.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+        self.values.extend(
+            value
+                .chunks_exact(4)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+        );
         Ok(())
     }
 
@@ -131,12 +141,28 @@ impl Batch {
                 reason: format!("strength must be in (0, 1], got {strength}"),
             });
         }
-        self.push_aux(OpCode::Link, a, Aux { partner: b, strength, max: 0 })
+        self.push_aux(
+            OpCode::Link,
+            a,
+            Aux {
+                partner: b,
+                strength,
+                max: 0,
+            },
+        )
     }
 
     pub fn unlink(&mut self, a: u64, b: u64) -> Result<(), TableError> {
         check_pair(a, b)?;
-        self.push_aux(OpCode::Unlink, a, Aux { partner: b, strength: 0.0, max: 0 })
+        self.push_aux(
+            OpCode::Unlink,
+            a,
+            Aux {
+                partner: b,
+                strength: 0.0,
+                max: 0,
+            },
+        )
     }
 
     /// The value of `key` and its existing partners with strength >= `min_strength`,
@@ -149,7 +175,15 @@ impl Batch {
                 reason: format!("minimum strength must be in [0, 1], got {min_strength}"),
             });
         }
-        self.push_aux(OpCode::GetRelated, key, Aux { partner: 0, strength: min_strength, max })
+        self.push_aux(
+            OpCode::GetRelated,
+            key,
+            Aux {
+                partner: 0,
+                strength: min_strength,
+                max,
+            },
+        )
     }
 
     fn push_aux(&mut self, code: OpCode, key: u64, aux: Aux) -> Result<(), TableError> {
@@ -162,7 +196,10 @@ impl Batch {
     /// Appends every operation of `other` (same value size) after this batch's.
     pub fn extend_from(&mut self, other: &Batch) -> Result<(), TableError> {
         if other.value_bytes != self.value_bytes {
-            return Err(TableError::BatchMismatch { batch: other.value_bytes, table: self.value_bytes });
+            return Err(TableError::BatchMismatch {
+                batch: other.value_bytes,
+                table: self.value_bytes,
+            });
         }
         if self.len() + other.len() > MAX_BATCH_OPS {
             return Err(TableError::BatchTooLarge { max: MAX_BATCH_OPS });
@@ -232,7 +269,9 @@ impl Batch {
 
     /// Whether any operation returns a value (get or related).
     pub fn reads_values(&self) -> bool {
-        self.codes.iter().any(|c| matches!(c, OpCode::Get | OpCode::GetRelated))
+        self.codes
+            .iter()
+            .any(|c| matches!(c, OpCode::Get | OpCode::GetRelated))
     }
 }
 
@@ -244,17 +283,41 @@ mod test {
     fn bad_operations_are_refused_and_leave_the_batch_as_it_was() {
         let mut b = Batch::new(8);
         b.put(1, &[0; 8]).unwrap();
-        assert_eq!(b.put(u64::MAX, &[0; 8]), Err(TableError::InvalidKey { key: u64::MAX }));
-        assert_eq!(b.get(u64::MAX - 1), Err(TableError::InvalidKey { key: u64::MAX - 1 }));
+        assert_eq!(
+            b.put(u64::MAX, &[0; 8]),
+            Err(TableError::InvalidKey { key: u64::MAX })
+        );
+        assert_eq!(
+            b.get(u64::MAX - 1),
+            Err(TableError::InvalidKey { key: u64::MAX - 1 })
+        );
         assert_eq!(
             b.put(2, &[0; 7]),
-            Err(TableError::InvalidValueLength { expected: 8, actual: 7 })
+            Err(TableError::InvalidValueLength {
+                expected: 8,
+                actual: 7
+            })
         );
-        assert!(matches!(b.link(3, 3, 0.5), Err(TableError::InvalidLink { .. })));
-        assert!(matches!(b.link(3, 4, 0.0), Err(TableError::InvalidLink { .. })));
-        assert!(matches!(b.link(3, 4, 1.5), Err(TableError::InvalidLink { .. })));
-        assert!(matches!(b.link(3, 4, f32::NAN), Err(TableError::InvalidLink { .. })));
-        assert!(matches!(b.get_related(3, f32::NAN, 1), Err(TableError::InvalidRelated { .. })));
+        assert!(matches!(
+            b.link(3, 3, 0.5),
+            Err(TableError::InvalidLink { .. })
+        ));
+        assert!(matches!(
+            b.link(3, 4, 0.0),
+            Err(TableError::InvalidLink { .. })
+        ));
+        assert!(matches!(
+            b.link(3, 4, 1.5),
+            Err(TableError::InvalidLink { .. })
+        ));
+        assert!(matches!(
+            b.link(3, 4, f32::NAN),
+            Err(TableError::InvalidLink { .. })
+        ));
+        assert!(matches!(
+            b.get_related(3, f32::NAN, 1),
+            Err(TableError::InvalidRelated { .. })
+        ));
         assert_eq!(b.len(), 1);
     }
 

@@ -79,10 +79,13 @@ impl TableConfig {
                 reason: format!("expected 1..=1024, got {}", self.shards),
             });
         }
-        if !(4..=256).contains(&self.value_bytes) || self.value_bytes % 4 != 0 {
+        if !(4..=256).contains(&self.value_bytes) || !self.value_bytes.is_multiple_of(4) {
             return Err(TableError::InvalidConfig {
                 field: "value_bytes",
-                reason: format!("expected a multiple of 4 in 4..=256, got {}", self.value_bytes),
+                reason: format!(
+                    "expected a multiple of 4 in 4..=256, got {}",
+                    self.value_bytes
+                ),
             });
         }
         if !(0.5..=0.95).contains(&self.max_load) {

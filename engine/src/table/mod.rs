@@ -12,8 +12,8 @@ mod stats;
 
 pub use batch::{Aux, Batch, DEFAULT_MAX_RELATED, DEFAULT_MIN_STRENGTH, MAX_BATCH_OPS, OpCode};
 pub use config::TableConfig;
-pub use results::{BatchResults, Outcome, Related, RelatedHit, Status};
 pub(crate) use results::RelatedSpan;
+pub use results::{BatchResults, Outcome, Related, RelatedHit, Status};
 pub use stats::{ShardStats, TableStats};
 
 use std::collections::BTreeMap;
@@ -45,7 +45,12 @@ impl Table {
         let shards = match device {
             Device::Cpu(d) => Shards::Cpu(d.create_shards(&config)?),
         };
-        Ok(Table { config, device: device.clone(), shards: Some(shards), epoch: 0 })
+        Ok(Table {
+            config,
+            device: device.clone(),
+            shards: Some(shards),
+            epoch: 0,
+        })
     }
 
     pub fn config(&self) -> &TableConfig {
@@ -76,6 +81,18 @@ impl Table {
     /// Applies `batch` as if its operations ran one by one in order. On error (out of memory,
     /// a batch for another value size) nothing is applied.
     pub fn apply(&mut self, batch: &Batch) -> Result<BatchResults, TableError> {
+        let mut results = BatchResults::new();
+        self.apply_into(batch, &mut results)?;
+        Ok(results)
+    }
+
+    /// [`apply`](Table::apply), writing into `results` and reusing its buffers: the way to
+    /// run many batches without allocating per batch.
+    pub fn apply_into(
+        &mut self,
+        batch: &Batch,
+        results: &mut BatchResults,
+    ) -> Result<(), TableError> {
         if batch.value_bytes() != self.value_bytes() {
             return Err(TableError::BatchMismatch {
                 batch: batch.value_bytes(),
@@ -83,12 +100,17 @@ impl Table {
             });
         }
         let epoch = self.epoch + 1;
-        let _span = tracing::debug_span!("table_apply", table = %self.config.name, ops = batch.len()).entered();
-        let results = match (&self.device, self.shards.as_mut().expect("shards exist until drop")) {
-            (Device::Cpu(d), Shards::Cpu(s)) => d.apply(s, &self.config, batch, epoch)?,
-        };
+        let _span =
+            tracing::debug_span!("table_apply", table = %self.config.name, ops = batch.len())
+                .entered();
+        match (
+            &self.device,
+            self.shards.as_mut().expect("shards exist until drop"),
+        ) {
+            (Device::Cpu(d), Shards::Cpu(s)) => d.apply(s, &self.config, batch, epoch, results)?,
+        }
         self.epoch = epoch;
-        Ok(results)
+        Ok(())
     }
 
     pub fn stats(&self) -> TableStats {
@@ -131,7 +153,10 @@ pub struct Tables {
 
 impl Tables {
     pub fn new(device: Device) -> Tables {
-        Tables { device, tables: BTreeMap::new() }
+        Tables {
+            device,
+            tables: BTreeMap::new(),
+        }
     }
 
     pub fn device(&self) -> &Device {
@@ -149,7 +174,9 @@ impl Tables {
 
     /// The table called `name`.
     pub fn open(&mut self, name: &str) -> Result<&mut Table, TableError> {
-        self.tables.get_mut(name).ok_or_else(|| TableError::NoSuchTable { name: name.into() })
+        self.tables
+            .get_mut(name)
+            .ok_or_else(|| TableError::NoSuchTable { name: name.into() })
     }
 
     /// Drops the table called `name`, releasing its memory.

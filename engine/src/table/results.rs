@@ -81,23 +81,41 @@ impl<'a> Related<'a> {
 
     /// `(key, strength, value)` of each partner, strongest first, ties by key ascending.
     pub fn partners(&self) -> impl ExactSizeIterator<Item = (u64, f32, &'a [u8])> + 'a {
-        let w = if self.hits.is_empty() { 0 } else { self.hit_values.len() / self.hits.len() };
+        let w = if self.hits.is_empty() {
+            0
+        } else {
+            self.hit_values.len() / self.hits.len()
+        };
         let hit_values = self.hit_values;
         self.hits.iter().enumerate().map(move |(i, h)| {
-            (h.key, h.strength, bytemuck::cast_slice(&hit_values[i * w..(i + 1) * w]))
+            (
+                h.key,
+                h.strength,
+                bytemuck::cast_slice(&hit_values[i * w..(i + 1) * w]),
+            )
         })
     }
 }
 
 impl BatchResults {
-    /// Empty results for `ops` operations, with room for values when `reads` is set.
-    pub(crate) fn with_len(ops: usize, value_words: usize, reads: bool) -> BatchResults {
-        BatchResults {
-            value_words,
-            status: vec![Status::Ok; ops],
-            values: if reads { vec![0; ops * value_words] } else { Vec::new() },
-            ..BatchResults::default()
+    /// Empty results, to be filled by [`Table::apply_into`](crate::Table::apply_into). Reusing
+    /// one `BatchResults` across batches keeps its buffers (no allocation per batch).
+    pub fn new() -> BatchResults {
+        BatchResults::default()
+    }
+
+    /// Makes room for `ops` results (values too when `reads` is set), keeping allocations.
+    pub(crate) fn reset(&mut self, ops: usize, value_words: usize, reads: bool) {
+        self.value_words = value_words;
+        self.status.clear();
+        self.status.resize(ops, Status::Ok);
+        self.values.clear();
+        if reads {
+            self.values.resize(ops * value_words, 0);
         }
+        self.related.clear();
+        self.hits.clear();
+        self.hit_values.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -132,7 +150,10 @@ impl BatchResults {
         let status = *self.status.get(i)?;
         Some(match status {
             Status::Related => {
-                let at = self.related.binary_search_by_key(&(i as u32), |s| s.op).ok()?;
+                let at = self
+                    .related
+                    .binary_search_by_key(&(i as u32), |s| s.op)
+                    .ok()?;
                 Outcome::Related(self.related_at(&self.related[at]))
             }
             other => self.simple(i, other),
@@ -153,12 +174,15 @@ impl BatchResults {
     /// Every result, in batch order.
     pub fn iter(&self) -> impl Iterator<Item = Outcome<'_>> + '_ {
         let mut spans = self.related.iter();
-        self.status.iter().enumerate().map(move |(i, &st)| match st {
-            Status::Related => {
-                let span = spans.next().expect("one span per related query");
-                Outcome::Related(self.related_at(span))
-            }
-            other => self.simple(i, other),
-        })
+        self.status
+            .iter()
+            .enumerate()
+            .map(move |(i, &st)| match st {
+                Status::Related => {
+                    let span = spans.next().expect("one span per related query");
+                    Outcome::Related(self.related_at(span))
+                }
+                other => self.simple(i, other),
+            })
     }
 }

@@ -107,7 +107,10 @@ mod test {
             counts[shard_of(k, shards) as usize] += 1;
         }
         for &c in &counts {
-            assert!((9_000..11_000).contains(&c), "uneven shard counts {counts:?}");
+            assert!(
+                (9_000..11_000).contains(&c),
+                "uneven shard counts {counts:?}"
+            );
         }
     }
 

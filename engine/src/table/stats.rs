@@ -42,7 +42,11 @@ impl TableStats {
         let cv = if items == 0 {
             0.0
         } else {
-            let var = shards.iter().map(|s| (s.items as f64 - mean).powi(2)).sum::<f64>() / n;
+            let var = shards
+                .iter()
+                .map(|s| (s.items as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
             var.sqrt() / mean
         };
         TableStats {
@@ -51,7 +55,11 @@ impl TableStats {
             ops: shards.iter().map(|s| s.ops).sum(),
             resizes: shards.iter().map(|s| u64::from(s.resizes)).sum(),
             links: shards.iter().map(|s| s.link_halves).sum::<u64>() / 2,
-            load_factor: if slots == 0 { 0.0 } else { items as f64 / slots as f64 },
+            load_factor: if slots == 0 {
+                0.0
+            } else {
+                items as f64 / slots as f64
+            },
             cv,
             shards,
         }
@@ -64,7 +72,11 @@ mod test {
 
     #[test]
     fn cv_is_population_stddev_over_mean() {
-        let s = |items| ShardStats { items, slots: 16, ..ShardStats::default() };
+        let s = |items| ShardStats {
+            items,
+            slots: 16,
+            ..ShardStats::default()
+        };
         let st = TableStats::from_shards(vec![s(2), s(4), s(6)]);
         assert_eq!(st.items, 12);
         assert!((st.cv - (8.0f64 / 3.0).sqrt() / 4.0).abs() < 1e-12);

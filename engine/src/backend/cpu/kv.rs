@@ -23,12 +23,15 @@
 
 use rayon::prelude::*;
 
-use super::shard::{CpuShard, GrowthPlan, shard_bytes};
+use super::shard::{CpuShard, GrowthPlan, copy_words, shard_bytes};
 use crate::table::route::shard_of;
 use crate::table::{Batch, BatchResults, OpCode, RelatedHit, RelatedSpan, Status};
 
 /// Flag on a routed item: the second half of a link or unlink (the partner's shard).
 const MIRROR: u32 = 1 << 31;
+/// How many items ahead a shard walk prefetches the home slot (enough misses in flight to
+/// cover memory latency, few enough that the lines are still cached when used).
+const PREFETCH_AHEAD: usize = 12;
 /// Batches this small run sequentially: routing would cost more than it saves.
 pub const SEQUENTIAL_MAX: usize = 64;
 
@@ -45,26 +48,62 @@ fn stamp(epoch: u64, op: usize) -> u64 {
     (epoch << 32) | op as u64
 }
 
+/// One routed operation, copied out of the batch so a shard walks dense memory.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    /// The key this shard acts on (for a link's mirror half: the partner).
+    key: u64,
+    /// Operation index in the batch, `| MIRROR` for a link's second half.
+    op: u32,
+    code: OpCode,
+}
+
+impl Default for Item {
+    fn default() -> Self {
+        Item {
+            key: 0,
+            op: 0,
+            code: OpCode::Get,
+        }
+    }
+}
+
 /// Operations `start..end` of the batch, counting-sorted by shard.
+#[derive(Default)]
 struct RoutedChunk {
     start: usize,
     end: usize,
-    /// Operation indices (| MIRROR), grouped by shard, batch order within a shard.
-    items: Vec<u32>,
+    /// Items grouped by shard, batch order within a shard.
+    items: Vec<Item>,
     /// `items[offsets[s]..offsets[s + 1]]` are shard `s`'s.
     offsets: Vec<u32>,
     /// Puts routed to each shard.
     puts: Vec<u32>,
+    /// The puts' values, grouped by shard like `items` (`put_offsets[s]` words in).
+    put_values: Vec<u32>,
+    put_offsets: Vec<u32>,
     /// The shard of every routed item, in batch order (replayed by reassembly).
     shard_seq: Vec<u16>,
 }
 
-fn route_chunk(batch: &Batch, start: usize, end: usize, shards: u32) -> RoutedChunk {
+/// Routes operations `start..end` into `chunk`, reusing its buffers.
+fn route_chunk(chunk: &mut RoutedChunk, batch: &Batch, start: usize, end: usize, shards: u32) {
     let (codes, keys) = (batch.codes(), batch.keys());
     let n = shards as usize;
-    let mut offsets = vec![0u32; n + 1];
-    let mut puts = vec![0u32; n];
-    let mut shard_seq = Vec::with_capacity(end - start);
+    let RoutedChunk {
+        items,
+        offsets,
+        puts,
+        put_values,
+        put_offsets,
+        shard_seq,
+        ..
+    } = chunk;
+    chunk.start = start;
+    chunk.end = end;
+    reset(offsets, n + 1, 0);
+    reset(puts, n, 0);
+    shard_seq.clear();
     for i in start..end {
         let s = match codes[i] {
             OpCode::GetRelated => continue,
@@ -89,28 +128,66 @@ fn route_chunk(batch: &Batch, start: usize, end: usize, shards: u32) -> RoutedCh
     for s in 0..n {
         offsets[s + 1] += offsets[s];
     }
+    let w = batch.value_words();
+    reset(put_offsets, n + 1, 0);
+    for s in 0..n {
+        put_offsets[s + 1] = put_offsets[s] + puts[s] * w as u32;
+    }
     let mut cursor = offsets.clone();
-    let mut items = vec![0u32; offsets[n] as usize];
+    let mut put_cursor = put_offsets.clone();
+    reset(items, offsets[n] as usize, Item::default());
+    reset(put_values, put_offsets[n] as usize, 0);
     let mut q = 0;
     for i in start..end {
-        match codes[i] {
+        let code = codes[i];
+        match code {
             OpCode::GetRelated => continue,
             OpCode::Link | OpCode::Unlink => {
-                for (flag, s) in [(0, shard_seq[q]), (MIRROR, shard_seq[q + 1])] {
-                    items[cursor[s as usize] as usize] = i as u32 | flag;
+                let partner = batch.aux(i).partner;
+                for (flag, key, s) in [
+                    (0, keys[i], shard_seq[q]),
+                    (MIRROR, partner, shard_seq[q + 1]),
+                ] {
+                    items[cursor[s as usize] as usize] = Item {
+                        key,
+                        op: i as u32 | flag,
+                        code,
+                    };
                     cursor[s as usize] += 1;
                 }
                 q += 2;
             }
             _ => {
                 let s = shard_seq[q] as usize;
-                items[cursor[s] as usize] = i as u32;
+                items[cursor[s] as usize] = Item {
+                    key: keys[i],
+                    op: i as u32,
+                    code,
+                };
                 cursor[s] += 1;
+                if code == OpCode::Put {
+                    let at = put_cursor[s] as usize;
+                    copy_words(&mut put_values[at..at + w], batch.put_value(i));
+                    put_cursor[s] += w as u32;
+                }
                 q += 1;
             }
         }
     }
-    RoutedChunk { start, end, items, offsets, puts, shard_seq }
+}
+
+/// Empties `v` and fills it with `len` copies of `x`, keeping its allocation.
+fn reset<T: Clone>(v: &mut Vec<T>, len: usize, x: T) {
+    v.clear();
+    v.resize(len, x);
+}
+
+/// Buffers of one batch's routing and walks, kept by the device between batches so that a
+/// batch does not page-fault tens of megabytes of fresh memory.
+#[derive(Default)]
+pub(crate) struct KvScratch {
+    chunks: Vec<RoutedChunk>,
+    runs: Vec<ShardRun>,
 }
 
 /// What one shard produced, in the order of its items.
@@ -118,6 +195,8 @@ fn route_chunk(batch: &Batch, start: usize, end: usize, shards: u32) -> RoutedCh
 struct ShardRun {
     /// Per chunk, the next item of this shard to process.
     cursors: Vec<usize>,
+    /// Per chunk, the next word of this shard's put values.
+    put_cursors: Vec<usize>,
     status: Vec<Status>,
     /// `value_words` per item, filled for gets that found their key.
     values: Vec<u32>,
@@ -133,18 +212,19 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Applies item `raw` to `shard`; returns its status and writes a found value to `out`.
+    /// Applies `item` to `shard` (`value`: a put's value); returns its status and stores a
+    /// found value in the run.
     #[inline]
-    fn step(&self, shard: &mut CpuShard, raw: u32, run: &mut ShardRun) -> Status {
-        let mirror = raw & MIRROR != 0;
-        let i = (raw & !MIRROR) as usize;
-        let key = self.batch.keys()[i];
+    fn step(&self, shard: &mut CpuShard, item: Item, value: &[u32], run: &mut ShardRun) -> Status {
+        let mirror = item.op & MIRROR != 0;
+        let i = (item.op & !MIRROR) as usize;
+        let key = item.key;
         if !mirror {
             shard.ops += 1;
         }
-        match self.batch.codes()[i] {
+        match item.code {
             OpCode::Put => {
-                shard.put(key, self.batch.put_value(i), &mut run.plan);
+                shard.put(key, value, &mut run.plan);
                 Status::Ok
             }
             OpCode::Get => match shard.find(key) {
@@ -152,7 +232,7 @@ impl Ctx<'_> {
                     if self.reads {
                         let w = self.batch.value_words();
                         let at = run.status.len() * w;
-                        run.values[at..at + w].copy_from_slice(shard.value(slot));
+                        copy_words(&mut run.values[at..at + w], shard.value(slot));
                     }
                     Status::Value
                 }
@@ -163,21 +243,36 @@ impl Ctx<'_> {
                 if shard.has_links() {
                     for h in shard.take_links(key).unwrap_or_default() {
                         let stamp = stamp(self.epoch, i);
-                        run.outbox.push(Removal { owner: h.partner, partner: key, stamp });
+                        run.outbox.push(Removal {
+                            owner: h.partner,
+                            partner: key,
+                            stamp,
+                        });
                     }
                 }
-                if existed { Status::Deleted } else { Status::Absent }
+                if existed {
+                    Status::Deleted
+                } else {
+                    Status::Absent
+                }
             }
             OpCode::Link => {
                 let a = self.batch.aux(i);
-                let (owner, partner) = if mirror { (a.partner, key) } else { (key, a.partner) };
-                shard.link_half(owner, partner, a.strength, stamp(self.epoch, i));
+                let partner = if mirror {
+                    self.batch.keys()[i]
+                } else {
+                    a.partner
+                };
+                shard.link_half(key, partner, a.strength, stamp(self.epoch, i));
                 Status::Ok
             }
             OpCode::Unlink => {
-                let a = self.batch.aux(i);
-                let (owner, partner) = if mirror { (a.partner, key) } else { (key, a.partner) };
-                shard.unlink_half(owner, partner, u64::MAX);
+                let partner = if mirror {
+                    self.batch.keys()[i]
+                } else {
+                    self.batch.aux(i).partner
+                };
+                shard.unlink_half(key, partner, u64::MAX);
                 Status::Ok
             }
             OpCode::GetRelated => unreachable!("related queries are not routed"),
@@ -199,13 +294,19 @@ fn plan_growth(
         .zip(new_keys)
         .map(|(s, &n)| GrowthPlan::sizes(s.slots(), s.items(), n, max_load))
         .collect();
-    let bytes: u64 = sizes.iter().flatten().map(|&s| shard_bytes(s, value_words)).sum();
+    let bytes: u64 = sizes
+        .iter()
+        .flatten()
+        .map(|&s| shard_bytes(s, value_words))
+        .sum();
     if bytes == 0 {
         return Ok((shards.iter().map(|_| GrowthPlan::default()).collect(), 0));
     }
     device.reserve(bytes)?;
-    let plans: Option<Vec<GrowthPlan>> =
-        sizes.par_iter().map(|s| GrowthPlan::reserve(s, value_words)).collect();
+    let plans: Option<Vec<GrowthPlan>> = sizes
+        .par_iter()
+        .map(|s| GrowthPlan::reserve(s, value_words))
+        .collect();
     match plans {
         Some(plans) => Ok((plans, bytes)),
         None => {
@@ -222,11 +323,11 @@ pub(crate) fn kv_apply(
     max_load: f64,
     batch: &Batch,
     epoch: u64,
-) -> Result<BatchResults, crate::error::BackendError> {
+    results: &mut BatchResults,
+) -> Result<(), crate::error::BackendError> {
     let n = batch.len();
     let w = batch.value_words();
-    let reads = batch.reads_values();
-    let mut results = BatchResults::with_len(n, w, reads);
+    results.reset(n, w, batch.reads_values());
     let bytes_before: u64 = shards.iter().map(CpuShard::bytes).sum();
     let reserved = if n <= SEQUENTIAL_MAX {
         let mut puts = vec![0u64; shards.len()];
@@ -236,14 +337,25 @@ pub(crate) fn kv_apply(
             }
         }
         let (plans, reserved) = plan_growth(shards, &puts, max_load, w, device)?;
-        apply_sequential(shards, plans, batch, epoch, &mut results);
+        apply_sequential(shards, plans, batch, epoch, results);
         reserved
     } else {
-        apply_parallel(device, shards, max_load, batch, epoch, &mut results)?
+        let mut scratch = device.take_scratch();
+        let reserved = apply_parallel(
+            device,
+            shards,
+            max_load,
+            batch,
+            epoch,
+            results,
+            &mut scratch,
+        );
+        device.return_scratch(scratch);
+        reserved?
     };
     let grown = shards.iter().map(CpuShard::bytes).sum::<u64>() - bytes_before;
     device.release(reserved - grown);
-    Ok(results)
+    Ok(())
 }
 
 /// One by one, in batch order: the definition itself.
@@ -255,7 +367,11 @@ fn apply_sequential(
     results: &mut BatchResults,
 ) {
     let nshards = shards.len() as u32;
-    let ctx = Ctx { batch, epoch, reads: false };
+    let ctx = Ctx {
+        batch,
+        epoch,
+        reads: false,
+    };
     let w = batch.value_words();
     for i in 0..batch.len() {
         let key = batch.keys()[i];
@@ -277,17 +393,44 @@ fn apply_sequential(
                 }
             }
             code => {
-                let mut run = ShardRun { plan: std::mem::take(&mut plans[s]), ..ShardRun::default() };
-                let st = ctx.step(&mut shards[s], i as u32, &mut run);
+                let value = if code == OpCode::Put {
+                    batch.put_value(i)
+                } else {
+                    &[]
+                };
+                let item = Item {
+                    key,
+                    op: i as u32,
+                    code,
+                };
+                let mut run = ShardRun {
+                    plan: std::mem::take(&mut plans[s]),
+                    ..ShardRun::default()
+                };
+                let st = ctx.step(&mut shards[s], item, value, &mut run);
                 plans[s] = run.plan;
                 if matches!(code, OpCode::Link | OpCode::Unlink) {
-                    let s2 = shard_of(batch.aux(i).partner, nshards) as usize;
-                    let mut run = ShardRun { plan: std::mem::take(&mut plans[s2]), ..ShardRun::default() };
-                    ctx.step(&mut shards[s2], i as u32 | MIRROR, &mut run);
-                    plans[s2] = run.plan;
+                    let partner = batch.aux(i).partner;
+                    let s2 = shard_of(partner, nshards) as usize;
+                    let mirror = Item {
+                        key: partner,
+                        op: i as u32 | MIRROR,
+                        code,
+                    };
+                    let mut run2 = ShardRun {
+                        plan: std::mem::take(&mut plans[s2]),
+                        ..ShardRun::default()
+                    };
+                    ctx.step(&mut shards[s2], mirror, &[], &mut run2);
+                    plans[s2] = run2.plan;
+                    run.outbox.extend(run2.outbox);
                 }
                 for r in run.outbox {
-                    shards[shard_of(r.owner, nshards) as usize].unlink_half(r.owner, r.partner, u64::MAX);
+                    shards[shard_of(r.owner, nshards) as usize].unlink_half(
+                        r.owner,
+                        r.partner,
+                        u64::MAX,
+                    );
                 }
                 st
             }
@@ -303,6 +446,7 @@ fn apply_parallel(
     batch: &Batch,
     epoch: u64,
     results: &mut BatchResults,
+    scratch: &mut KvScratch,
 ) -> Result<u64, crate::error::BackendError> {
     let n = batch.len();
     let w = batch.value_words();
@@ -311,43 +455,65 @@ fn apply_parallel(
 
     // 1. Route.
     let chunk_len = n.div_ceil(device.threads() * 8).max(8192);
-    let chunks: Vec<RoutedChunk> = (0..n.div_ceil(chunk_len))
-        .into_par_iter()
-        .map(|c| route_chunk(batch, c * chunk_len, ((c + 1) * chunk_len).min(n), nshards as u32))
-        .collect();
+    let KvScratch { chunks, runs } = scratch;
+    chunks.resize_with(n.div_ceil(chunk_len), RoutedChunk::default);
+    chunks.par_iter_mut().enumerate().for_each(|(c, ch)| {
+        route_chunk(
+            ch,
+            batch,
+            c * chunk_len,
+            ((c + 1) * chunk_len).min(n),
+            nshards as u32,
+        );
+    });
+    let chunks = &chunks[..n.div_ceil(chunk_len)];
 
     // 2. Plan growth.
     let mut new_keys = vec![0u64; nshards];
     let mut totals = vec![0usize; nshards];
-    for ch in &chunks {
+    for ch in chunks {
         for s in 0..nshards {
             new_keys[s] += u64::from(ch.puts[s]);
             totals[s] += (ch.offsets[s + 1] - ch.offsets[s]) as usize;
         }
     }
     let (plans, reserved) = plan_growth(shards, &new_keys, max_load, w, device)?;
-    let mut runs: Vec<ShardRun> = plans
-        .into_iter()
-        .enumerate()
-        .map(|(s, plan)| ShardRun {
-            cursors: chunks.iter().map(|ch| ch.offsets[s] as usize).collect(),
-            status: Vec::with_capacity(totals[s]),
-            values: if reads { vec![0; totals[s] * w] } else { Vec::new() },
-            outbox: Vec::new(),
-            plan,
-        })
-        .collect();
+    runs.resize_with(nshards, ShardRun::default);
+    let runs = &mut runs[..nshards];
+    for (s, (run, plan)) in runs.iter_mut().zip(plans).enumerate() {
+        run.cursors.clear();
+        run.cursors
+            .extend(chunks.iter().map(|ch| ch.offsets[s] as usize));
+        run.put_cursors.clear();
+        run.put_cursors
+            .extend(chunks.iter().map(|ch| ch.put_offsets[s] as usize));
+        run.status.clear();
+        run.status.reserve(totals[s]);
+        reset(&mut run.values, if reads { totals[s] * w } else { 0 }, 0);
+        run.outbox.clear();
+        run.plan = plan;
+    }
 
     // 3 and 4. Segments, cut at runs of related queries.
-    let ctx = Ctx { batch, epoch, reads };
+    let ctx = Ctx {
+        batch,
+        epoch,
+        reads,
+    };
     let codes = batch.codes();
     let mut lo = 0;
     while lo < n {
-        let hi = codes[lo..].iter().position(|&c| c == OpCode::GetRelated).map_or(n, |p| lo + p);
+        let hi = codes[lo..]
+            .iter()
+            .position(|&c| c == OpCode::GetRelated)
+            .map_or(n, |p| lo + p);
         if hi > lo {
-            run_segment(shards, &mut runs, &chunks, &ctx, hi);
+            run_segment(shards, runs, chunks, &ctx, hi);
         }
-        let end = codes[hi..].iter().position(|&c| c != OpCode::GetRelated).map_or(n, |p| hi + p);
+        let end = codes[hi..]
+            .iter()
+            .position(|&c| c != OpCode::GetRelated)
+            .map_or(n, |p| hi + p);
         if end > hi {
             answer_related_run(shards, batch, hi..end, results);
         }
@@ -355,11 +521,12 @@ fn apply_parallel(
     }
 
     // 5. Reassemble.
-    let mut bases = vec![vec![0usize; nshards]; chunks.len()];
-    for c in 1..chunks.len() {
-        for s in 0..nshards {
-            let prev = &chunks[c - 1];
-            bases[c][s] = bases[c - 1][s] + (prev.offsets[s + 1] - prev.offsets[s]) as usize;
+    let mut bases = Vec::with_capacity(chunks.len());
+    let mut base = vec![0usize; nshards];
+    for ch in chunks {
+        bases.push(base.clone());
+        for (s, b) in base.iter_mut().enumerate() {
+            *b += (ch.offsets[s + 1] - ch.offsets[s]) as usize;
         }
     }
     let fill = |c: usize, status: &mut [Status], values: &mut [u32]| {
@@ -382,7 +549,10 @@ fn apply_parallel(
                     status[j] = st;
                     if st == Status::Value && reads {
                         let k = cur[s];
-                        values[j * w..(j + 1) * w].copy_from_slice(&runs[s].values[k * w..(k + 1) * w]);
+                        copy_words(
+                            &mut values[j * w..(j + 1) * w],
+                            &runs[s].values[k * w..(k + 1) * w],
+                        );
                     }
                     cur[s] += 1;
                     q += 1;
@@ -398,33 +568,62 @@ fn apply_parallel(
             .enumerate()
             .for_each(|(c, (st, vals))| fill(c, st, vals));
     } else {
-        results.status.par_chunks_mut(chunk_len).enumerate().for_each(|(c, st)| fill(c, st, &mut []));
+        results
+            .status
+            .par_chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(c, st)| fill(c, st, &mut []));
     }
     Ok(reserved)
 }
 
 /// Every shard walks its items with operation index below `hi`; then deletes' removals of
 /// remote link halves are applied.
-fn run_segment(shards: &mut [CpuShard], runs: &mut [ShardRun], chunks: &[RoutedChunk], ctx: &Ctx<'_>, hi: usize) {
-    shards.par_iter_mut().zip(runs.par_iter_mut()).enumerate().for_each(|(s, (shard, run))| {
-        for (c, ch) in chunks.iter().enumerate() {
-            if ch.start >= hi {
-                break;
-            }
-            let end = ch.offsets[s + 1] as usize;
-            let mut k = run.cursors[c];
-            while k < end {
-                let raw = ch.items[k];
-                if (raw & !MIRROR) as usize >= hi {
+fn run_segment(
+    shards: &mut [CpuShard],
+    runs: &mut [ShardRun],
+    chunks: &[RoutedChunk],
+    ctx: &Ctx<'_>,
+    hi: usize,
+) {
+    shards
+        .par_iter_mut()
+        .zip(runs.par_iter_mut())
+        .enumerate()
+        .for_each(|(s, (shard, run))| {
+            for (c, ch) in chunks.iter().enumerate() {
+                if ch.start >= hi {
                     break;
                 }
-                let status = ctx.step(shard, raw, run);
-                run.status.push(status);
-                k += 1;
+                let end = ch.offsets[s + 1] as usize;
+                let w = ctx.batch.value_words();
+                let (mut k, mut pk) = (run.cursors[c], run.put_cursors[c]);
+                while k < end {
+                    if let Some(ahead) = ch
+                        .items
+                        .get(k + PREFETCH_AHEAD)
+                        .filter(|_| k + PREFETCH_AHEAD < end)
+                    {
+                        shard.prefetch(ahead.key);
+                    }
+                    let item = ch.items[k];
+                    if (item.op & !MIRROR) as usize >= hi {
+                        break;
+                    }
+                    let value = if item.code == OpCode::Put {
+                        pk += w;
+                        &ch.put_values[pk - w..pk]
+                    } else {
+                        &[]
+                    };
+                    let status = ctx.step(shard, item, value, run);
+                    run.status.push(status);
+                    k += 1;
+                }
+                run.cursors[c] = k;
+                run.put_cursors[c] = pk;
             }
-            run.cursors[c] = k;
-        }
-    });
+        });
     let nshards = shards.len() as u32;
     let mut inbox: Vec<Vec<Removal>> = Vec::new();
     for run in runs.iter_mut() {
@@ -459,9 +658,17 @@ fn related_answer(shards: &[CpuShard], batch: &Batch, i: usize) -> RelatedAnswer
     let a = batch.aux(i);
     let home = &shards[shard_of(key, nshards) as usize];
     let slot = home.find(key);
-    let mut halves: Vec<_> =
-        home.links_of(key).iter().filter(|h| h.strength >= a.strength).copied().collect();
-    halves.sort_unstable_by(|x, y| y.strength.total_cmp(&x.strength).then(x.partner.cmp(&y.partner)));
+    let mut halves: Vec<_> = home
+        .links_of(key)
+        .iter()
+        .filter(|h| h.strength >= a.strength)
+        .copied()
+        .collect();
+    halves.sort_unstable_by(|x, y| {
+        y.strength
+            .total_cmp(&x.strength)
+            .then(x.partner.cmp(&y.partner))
+    });
     let mut hits = Vec::new();
     let mut hit_values = Vec::new();
     for h in halves {
@@ -470,7 +677,10 @@ fn related_answer(shards: &[CpuShard], batch: &Batch, i: usize) -> RelatedAnswer
         }
         let other = &shards[shard_of(h.partner, nshards) as usize];
         if let Some(ps) = other.find(h.partner) {
-            hits.push(RelatedHit { key: h.partner, strength: h.strength });
+            hits.push(RelatedHit {
+                key: h.partner,
+                strength: h.strength,
+            });
             hit_values.extend_from_slice(other.value(ps));
         }
     }
@@ -482,7 +692,7 @@ fn related_answer(shards: &[CpuShard], batch: &Batch, i: usize) -> RelatedAnswer
     }
 }
 
-fn store_related(results: &mut BatchResults, i: usize, ans: RelatedAnswer, w: usize) {
+fn store_related(results: &mut BatchResults, i: usize, ans: &RelatedAnswer, w: usize) {
     results.status[i] = Status::Related;
     if ans.found {
         results.values[i * w..(i + 1) * w].copy_from_slice(&ans.value);
@@ -499,18 +709,27 @@ fn store_related(results: &mut BatchResults, i: usize, ans: RelatedAnswer, w: us
 
 fn answer_related(shards: &mut [CpuShard], batch: &Batch, i: usize, results: &mut BatchResults) {
     let ans = related_answer(shards, batch, i);
-    store_related(results, i, ans, batch.value_words());
+    store_related(results, i, &ans, batch.value_words());
 }
 
 /// Answers the related queries `range` (all of them related queries) in parallel.
-fn answer_related_run(shards: &mut [CpuShard], batch: &Batch, range: std::ops::Range<usize>, results: &mut BatchResults) {
+fn answer_related_run(
+    shards: &mut [CpuShard],
+    batch: &Batch,
+    range: std::ops::Range<usize>,
+    results: &mut BatchResults,
+) {
     let nshards = shards.len() as u32;
     let answers: Vec<RelatedAnswer> = {
         let view: &[CpuShard] = shards;
-        range.clone().into_par_iter().map(|i| related_answer(view, batch, i)).collect()
+        range
+            .clone()
+            .into_par_iter()
+            .map(|i| related_answer(view, batch, i))
+            .collect()
     };
     for (i, ans) in range.zip(answers) {
         shards[shard_of(batch.keys()[i], nshards) as usize].ops += 1;
-        store_related(results, i, ans, batch.value_words());
+        store_related(results, i, &ans, batch.value_words());
     }
 }

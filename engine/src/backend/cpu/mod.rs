@@ -4,10 +4,11 @@
 //! dedicated rayon pool (`--threads`), so warpgrid never competes with a caller's own pool.
 
 mod kv;
+mod prefetch;
 mod shard;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
@@ -15,11 +16,15 @@ use super::{BackendKind, DeviceConfig, TableBackend};
 use crate::error::{BackendError, TableError};
 use crate::table::route::initial_slots;
 use crate::table::{Batch, BatchResults, ShardStats, TableConfig};
+use kv::KvScratch;
 use shard::{CpuShard, shard_bytes};
 
 /// A description of the CPU backend before it is opened.
 pub(crate) fn describe() -> String {
-    format!("host cpu, {} hardware threads (rayon)", rayon_threads_default())
+    format!(
+        "host cpu, {} hardware threads (rayon)",
+        rayon_threads_default()
+    )
 }
 
 fn rayon_threads_default() -> usize {
@@ -38,18 +43,33 @@ pub struct CpuDevice {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     pool: rayon::ThreadPool,
     threads: usize,
     memory_limit: Option<u64>,
     /// Bytes of table state (keys and values arrays) allocated or reserved.
     allocated: AtomicU64,
+    /// Routing buffers kept between batches (one set per concurrent batch).
+    scratch: Mutex<Vec<KvScratch>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuDevice")
+            .field("threads", &self.threads)
+            .field("memory_limit", &self.memory_limit)
+            .field("allocated", &self.allocated)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CpuDevice {
     pub(crate) fn new(config: &DeviceConfig) -> Result<CpuDevice, BackendError> {
-        let threads = if config.threads == 0 { rayon_threads_default() } else { config.threads };
+        let threads = if config.threads == 0 {
+            rayon_threads_default()
+        } else {
+            config.threads
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("warpgrid-cpu-{i}"))
@@ -64,6 +84,7 @@ impl CpuDevice {
                 threads,
                 memory_limit: config.memory_limit,
                 allocated: AtomicU64::new(0),
+                scratch: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -77,7 +98,10 @@ impl CpuDevice {
             Some(b) => format!(", memory limit {b} bytes"),
             None => String::new(),
         };
-        format!("host cpu, {} worker threads (rayon){limit}", self.inner.threads)
+        format!(
+            "host cpu, {} worker threads (rayon){limit}",
+            self.inner.threads
+        )
     }
 
     /// Bytes of table state currently held.
@@ -90,7 +114,10 @@ impl CpuDevice {
         BackendError::OutOfMemory {
             backend: BackendKind::Cpu,
             needed,
-            available: self.inner.memory_limit.map_or(0, |l| l.saturating_sub(held)),
+            available: self
+                .inner
+                .memory_limit
+                .map_or(0, |l| l.saturating_sub(held)),
         }
     }
 
@@ -109,6 +136,22 @@ impl CpuDevice {
             .map_err(|_| self.out_of_memory(bytes))
     }
 
+    pub(crate) fn take_scratch(&self) -> KvScratch {
+        self.inner
+            .scratch
+            .lock()
+            .map(|mut v| v.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn return_scratch(&self, scratch: KvScratch) {
+        if let Ok(mut pool) = self.inner.scratch.lock() {
+            pool.push(scratch);
+        }
+    }
+
     pub(crate) fn release(&self, bytes: u64) {
         self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
     }
@@ -123,7 +166,10 @@ impl TableBackend for CpuDevice {
         let bytes = shard_bytes(slots, w) * u64::from(config.shards);
         self.reserve(bytes)?;
         let shards: Option<Vec<CpuShard>> = self.inner.pool.install(|| {
-            (0..config.shards).into_par_iter().map(|_| CpuShard::new(slots, w, config.max_load)).collect()
+            (0..config.shards)
+                .into_par_iter()
+                .map(|_| CpuShard::new(slots, w, config.max_load))
+                .collect()
         });
         match shards {
             Some(shards) => Ok(CpuShards { shards }),
@@ -140,9 +186,13 @@ impl TableBackend for CpuDevice {
         config: &TableConfig,
         batch: &Batch,
         epoch: u64,
-    ) -> Result<BatchResults, TableError> {
+        results: &mut BatchResults,
+    ) -> Result<(), TableError> {
         let shards = &mut shards.shards;
-        Ok(self.inner.pool.install(|| kv::kv_apply(self, shards, config.max_load, batch, epoch))?)
+        Ok(self
+            .inner
+            .pool
+            .install(|| kv::kv_apply(self, shards, config.max_load, batch, epoch, results))?)
     }
 
     fn shard_stats(&self, shards: &CpuShards) -> Vec<ShardStats> {

@@ -1,0 +1,77 @@
+//! `warpgrid bench`: the side-by-side benchmarks, printed as a table and written as JSON.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use warpgrid::bench::kv::{self, KvBenchConfig};
+
+use super::{Global, progress};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    Kv,
+    Graph,
+    Braid,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which workload to measure.
+    #[arg(value_enum, default_value = "all")]
+    suite: Suite,
+    /// Smaller inputs and fewer repeats (a smoke test, not a measurement).
+    #[arg(long)]
+    quick: bool,
+    /// Keys for the kv suite (default 4,000,000; --quick 500,000).
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Repeats per system; the median is reported.
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "warpgrid-bench.json")]
+    out: String,
+}
+
+pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
+    for (suite, what) in [
+        (Suite::Graph, "activation graphs"),
+        (Suite::Braid, "braided tori"),
+    ] {
+        if args.suite == suite {
+            bail!(
+                "bench {}: {what} are not implemented in this version, so there is nothing to measure",
+                what
+            );
+        }
+    }
+    if args.suite == Suite::All {
+        eprintln!("bench all: running kv (graph and braid workloads are not implemented yet)");
+    }
+    let device = global.device()?;
+    let mut cfg = if args.quick {
+        KvBenchConfig::quick()
+    } else {
+        KvBenchConfig::full()
+    };
+    if let Some(k) = args.keys {
+        cfg.keys = k.max(1);
+    }
+    if let Some(r) = args.repeats {
+        cfg.repeats = r.max(1);
+    }
+    let bar = progress::spinner();
+    let report = kv::run(&device, &cfg, |m| bar.set_message(format!("kv {m}")))
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "suites": [report] }))?;
+    std::fs::write(&args.out, &json)
+        .with_context(|| format!("{}: cannot write the JSON report", args.out))?;
+    if global.json {
+        println!("{json}");
+    } else {
+        print!("{}", kv::render(&report));
+        println!("JSON report: {}", args.out);
+    }
+    Ok(())
+}
