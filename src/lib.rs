@@ -29,4 +29,9 @@ pub use warpgrid_engine::{
 };
 
 pub mod bench;
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub mod workload;

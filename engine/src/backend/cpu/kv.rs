@@ -316,6 +316,36 @@ fn plan_growth(
     }
 }
 
+/// [`plan_growth`] for the worst case (every put a new key); when that does not fit,
+/// again for the puts that really are new (distinct keys absent from their shard), so a
+/// table at its memory limit still takes updates. Both counts bound the batch's peak.
+fn plan_growth_for_puts(
+    shards: &[CpuShard],
+    worst: &[u64],
+    exact: impl FnOnce() -> Vec<u64>,
+    max_load: f64,
+    value_words: usize,
+    device: &super::CpuDevice,
+) -> Result<(Vec<GrowthPlan>, u64), crate::error::BackendError> {
+    match plan_growth(shards, worst, max_load, value_words, device) {
+        Err(crate::error::BackendError::OutOfMemory { .. }) => {
+            plan_growth(shards, &exact(), max_load, value_words, device)
+        }
+        other => other,
+    }
+}
+
+/// Distinct put keys of `keys` (one shard's) that `shard` does not hold.
+fn new_put_keys<'a>(shard: &CpuShard, puts: impl Iterator<Item = &'a u64>) -> u64 {
+    let mut fresh = hashbrown::HashSet::new();
+    for &k in puts {
+        if shard.find(k).is_none() {
+            fresh.insert(k);
+        }
+    }
+    fresh.len() as u64
+}
+
 /// Applies `batch` to `shards`. On `Err` nothing changed.
 pub(crate) fn kv_apply(
     device: &super::CpuDevice,
@@ -336,7 +366,19 @@ pub(crate) fn kv_apply(
                 puts[shard_of(batch.keys()[i], shards.len() as u32) as usize] += 1;
             }
         }
-        let (plans, reserved) = plan_growth(shards, &puts, max_load, w, device)?;
+        let exact = || {
+            let nshards = shards.len() as u32;
+            (0..nshards)
+                .map(|s| {
+                    let keys = (0..n)
+                        .filter(|&i| batch.codes()[i] == OpCode::Put)
+                        .map(|i| &batch.keys()[i])
+                        .filter(|&&k| shard_of(k, nshards) == s);
+                    new_put_keys(&shards[s as usize], keys)
+                })
+                .collect()
+        };
+        let (plans, reserved) = plan_growth_for_puts(shards, &puts, exact, max_load, w, device)?;
         apply_sequential(shards, plans, batch, epoch, results);
         reserved
     } else {
@@ -477,7 +519,22 @@ fn apply_parallel(
             totals[s] += (ch.offsets[s + 1] - ch.offsets[s]) as usize;
         }
     }
-    let (plans, reserved) = plan_growth(shards, &new_keys, max_load, w, device)?;
+    let exact = || {
+        shards
+            .par_iter()
+            .enumerate()
+            .map(|(s, shard)| {
+                let puts = chunks.iter().flat_map(|ch| {
+                    ch.items[ch.offsets[s] as usize..ch.offsets[s + 1] as usize]
+                        .iter()
+                        .filter(|it| it.code == OpCode::Put)
+                        .map(|it| &it.key)
+                });
+                new_put_keys(shard, puts)
+            })
+            .collect()
+    };
+    let (plans, reserved) = plan_growth_for_puts(shards, &new_keys, exact, max_load, w, device)?;
     runs.resize_with(nshards, ShardRun::default);
     let runs = &mut runs[..nshards];
     for (s, (run, plan)) in runs.iter_mut().zip(plans).enumerate() {
