@@ -183,6 +183,22 @@ impl Device {
         }
     }
 
+    /// Bytes of table state (keys and values arrays) the device holds: what its memory
+    /// limit is checked against.
+    pub fn table_bytes(&self) -> u64 {
+        match self {
+            Device::Cpu(d) => d.allocated_bytes(),
+        }
+    }
+
+    /// Frees the working buffers the device keeps between batches (sized by the largest
+    /// batch seen). The next batch allocates them again.
+    pub fn release_cached_buffers(&self) {
+        match self {
+            Device::Cpu(d) => d.release_scratch(),
+        }
+    }
+
     /// Worker threads (CPU) or the equivalent degree of host parallelism.
     pub fn threads(&self) -> usize {
         match self {

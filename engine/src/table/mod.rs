@@ -191,3 +191,32 @@ impl Tables {
         self.tables.keys().map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn tables_create_open_and_drop_by_name() {
+        let mut tables = Tables::new(Device::cpu().unwrap());
+        tables.create(TableConfig::new("a")).unwrap();
+        assert_eq!(
+            tables.create(TableConfig::new("a")).unwrap_err(),
+            TableError::TableExists { name: "a".into() }
+        );
+        let mut batch = Batch::new(8);
+        batch.put(1, &[7; 8]).unwrap();
+        tables.open("a").unwrap().apply(&batch).unwrap();
+        assert_eq!(tables.open("a").unwrap().stats().items, 1);
+        assert!(matches!(tables.open("b"), Err(TableError::NoSuchTable { .. })));
+        let held = tables.device().table_bytes();
+        tables.drop_table("a").unwrap();
+        assert!(tables.device().table_bytes() < held);
+        assert!(matches!(tables.drop_table("a"), Err(TableError::NoSuchTable { .. })));
+        assert_eq!(tables.names().count(), 0);
+        assert!(matches!(
+            tables.create(TableConfig::new("x").with_shards(0)),
+            Err(TableError::InvalidConfig { field: "shards", .. })
+        ));
+    }
+}

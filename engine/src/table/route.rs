@@ -37,6 +37,33 @@ pub fn shard_of(key: u64, shards: u32) -> u32 {
     key_hash(key, ROUTE_SEED) % shards
 }
 
+/// [`shard_of`] for a fixed shard count, with the modulo done by multiplication (Lemire's
+/// "fastmod": exact for every u32 dividend) since routing runs once per operation.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardRouter {
+    shards: u32,
+    magic: u64,
+}
+
+impl ShardRouter {
+    pub fn new(shards: u32) -> ShardRouter {
+        assert!(shards > 0, "a table has at least one shard");
+        ShardRouter {
+            shards,
+            magic: (u64::MAX / u64::from(shards)).wrapping_add(1),
+        }
+    }
+
+    /// `key_hash(key, ROUTE_SEED) % shards`.
+    #[inline]
+    pub fn shard(&self, key: u64) -> u32 {
+        let low = self
+            .magic
+            .wrapping_mul(u64::from(key_hash(key, ROUTE_SEED)));
+        ((u128::from(low) * u128::from(self.shards)) >> 64) as u32
+    }
+}
+
 /// The home slot of a key in a shard of `mask + 1` slots.
 #[inline]
 pub fn home_slot(key: u64, mask: usize) -> usize {
@@ -96,6 +123,23 @@ mod test {
         let want = [9u32, 14, 0, 9, 4, 20];
         for (k, w) in keys.iter().zip(want) {
             assert_eq!(shard_of(*k, 24), w, "key {k}");
+        }
+    }
+
+    #[test]
+    fn router_equals_the_modulo_for_every_shard_count() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for shards in (1..=1024).chain([u32::MAX / 2, u32::MAX]) {
+            let r = ShardRouter::new(shards);
+            for _ in 0..2_000 {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                assert_eq!(r.shard(x), shard_of(x, shards), "key {x} shards {shards}");
+            }
+            for h in [0u64, 1, u64::from(u32::MAX), u64::MAX - 2] {
+                assert_eq!(r.shard(h), shard_of(h, shards));
+            }
         }
     }
 

@@ -24,7 +24,7 @@
 use rayon::prelude::*;
 
 use super::shard::{CpuShard, GrowthPlan, copy_words, shard_bytes};
-use crate::table::route::shard_of;
+use crate::table::route::{ShardRouter, shard_of};
 use crate::table::{Batch, BatchResults, OpCode, RelatedHit, RelatedSpan, Status};
 
 /// Flag on a routed item: the second half of a link or unlink (the partner's shard).
@@ -90,6 +90,7 @@ struct RoutedChunk {
 fn route_chunk(chunk: &mut RoutedChunk, batch: &Batch, start: usize, end: usize, shards: u32) {
     let (codes, keys) = (batch.codes(), batch.keys());
     let n = shards as usize;
+    let router = ShardRouter::new(shards);
     let RoutedChunk {
         items,
         offsets,
@@ -108,19 +109,19 @@ fn route_chunk(chunk: &mut RoutedChunk, batch: &Batch, start: usize, end: usize,
         let s = match codes[i] {
             OpCode::GetRelated => continue,
             OpCode::Link | OpCode::Unlink => {
-                let s2 = shard_of(batch.aux(i).partner, shards);
-                shard_seq.push(shard_of(keys[i], shards) as u16);
+                let s2 = router.shard(batch.aux(i).partner);
+                shard_seq.push(router.shard(keys[i]) as u16);
                 shard_seq.push(s2 as u16);
                 offsets[s2 as usize + 1] += 1;
-                offsets[shard_of(keys[i], shards) as usize + 1] += 1;
+                offsets[router.shard(keys[i]) as usize + 1] += 1;
                 continue;
             }
             OpCode::Put => {
-                let s = shard_of(keys[i], shards);
+                let s = router.shard(keys[i]);
                 puts[s as usize] += 1;
                 s
             }
-            OpCode::Get | OpCode::Delete => shard_of(keys[i], shards),
+            OpCode::Get | OpCode::Delete => router.shard(keys[i]),
         };
         shard_seq.push(s as u16);
         offsets[s as usize + 1] += 1;

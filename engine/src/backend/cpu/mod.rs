@@ -146,6 +146,12 @@ impl CpuDevice {
             .unwrap_or_default()
     }
 
+    pub(crate) fn release_scratch(&self) {
+        if let Ok(mut pool) = self.inner.scratch.lock() {
+            pool.clear();
+        }
+    }
+
     pub(crate) fn return_scratch(&self, scratch: KvScratch) {
         if let Ok(mut pool) = self.inner.scratch.lock() {
             pool.push(scratch);
