@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod rng;
 pub mod table;
 
 pub use backend::{BackendKind, Device, DeviceConfig, ProbeReport, Unavailable, probe_all};
