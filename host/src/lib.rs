@@ -2,7 +2,11 @@
 //! queue, durability, caches, metrics and the job runner as their issues land.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod hex;
+pub mod metrics;
 pub mod opsfile;
+pub mod queue;
+pub mod ycsb;
 
 pub use opsfile::{OpsError, OpsReader, write_outcome};

@@ -261,6 +261,33 @@ impl Batch {
         &self.values[at..at + w]
     }
 
+    /// The value of the put at `i`, as bytes.
+    #[inline]
+    pub fn put_value_bytes(&self, i: usize) -> &[u8] {
+        bytemuck::cast_slice(self.put_value(i))
+    }
+
+    /// Appends operation `i` of `other` (a batch for the same value size).
+    pub fn push_op_from(&mut self, other: &Batch, i: usize) -> Result<(), TableError> {
+        if other.value_bytes != self.value_bytes {
+            return Err(TableError::BatchMismatch {
+                batch: other.value_bytes,
+                table: self.value_bytes,
+            });
+        }
+        let key = other.keys[i];
+        match other.codes[i] {
+            OpCode::Put => {
+                let index = (self.values.len() / self.value_words().max(1)) as u32;
+                self.push(OpCode::Put, key, index)?;
+                self.values.extend_from_slice(other.put_value(i));
+                Ok(())
+            }
+            OpCode::Get | OpCode::Delete => self.push(other.codes[i], key, 0),
+            code => self.push_aux(code, key, other.aux(i)),
+        }
+    }
+
     /// The link/unlink/related arguments of the operation at `i`.
     #[inline]
     pub fn aux(&self, i: usize) -> Aux {

@@ -208,15 +208,24 @@ mod test {
         batch.put(1, &[7; 8]).unwrap();
         tables.open("a").unwrap().apply(&batch).unwrap();
         assert_eq!(tables.open("a").unwrap().stats().items, 1);
-        assert!(matches!(tables.open("b"), Err(TableError::NoSuchTable { .. })));
+        assert!(matches!(
+            tables.open("b"),
+            Err(TableError::NoSuchTable { .. })
+        ));
         let held = tables.device().table_bytes();
         tables.drop_table("a").unwrap();
         assert!(tables.device().table_bytes() < held);
-        assert!(matches!(tables.drop_table("a"), Err(TableError::NoSuchTable { .. })));
+        assert!(matches!(
+            tables.drop_table("a"),
+            Err(TableError::NoSuchTable { .. })
+        ));
         assert_eq!(tables.names().count(), 0);
         assert!(matches!(
             tables.create(TableConfig::new("x").with_shards(0)),
-            Err(TableError::InvalidConfig { field: "shards", .. })
+            Err(TableError::InvalidConfig {
+                field: "shards",
+                ..
+            })
         ));
     }
 }

@@ -118,6 +118,55 @@ impl BatchResults {
         self.hit_values.clear();
     }
 
+    /// Results of `total` operations: those at `hits` (ascending positions) are gets that
+    /// found the given values without reaching a table (a host cache); the others are, in
+    /// order, the results of `rest`, the batch of the remaining operations.
+    pub fn with_hits(rest: &BatchResults, total: usize, hits: &[(u32, &[u8])]) -> BatchResults {
+        let w = rest
+            .value_words
+            .max(hits.first().map_or(0, |h| h.1.len() / 4));
+        let mut out = BatchResults::new();
+        out.reset(total, w, true);
+        let mut from = 0;
+        let mut hit = hits.iter().peekable();
+        let mut spans = rest.related.iter().peekable();
+        for i in 0..total {
+            if let Some((_, value)) = hit.next_if(|h| h.0 as usize == i) {
+                out.status[i] = Status::Value;
+                for (dst, src) in out.values[i * w..(i + 1) * w]
+                    .iter_mut()
+                    .zip(value.chunks_exact(4))
+                {
+                    *dst = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+                }
+                continue;
+            }
+            out.status[i] = rest.status[from];
+            if !rest.values.is_empty() {
+                out.values[i * w..(i + 1) * w]
+                    .copy_from_slice(&rest.values[from * w..(from + 1) * w]);
+            }
+            if let Some(span) = spans.next_if(|s| s.op as usize == from) {
+                let (s, n) = (span.start as usize, span.len as usize);
+                out.related.push(RelatedSpan {
+                    op: i as u32,
+                    start: out.hits.len() as u32,
+                    ..*span
+                });
+                out.hits.extend_from_slice(&rest.hits[s..s + n]);
+                out.hit_values
+                    .extend_from_slice(&rest.hit_values[s * w..(s + n) * w]);
+            }
+            from += 1;
+        }
+        out
+    }
+
+    /// Bytes per value of these results.
+    pub fn value_bytes(&self) -> usize {
+        self.value_words * 4
+    }
+
     pub fn len(&self) -> usize {
         self.status.len()
     }
@@ -184,5 +233,34 @@ impl BatchResults {
                 }
                 other => self.simple(i, other),
             })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::{Batch, Device, Table, TableConfig};
+
+    #[test]
+    fn hits_splice_between_the_other_results_in_order() {
+        let device = Device::cpu().unwrap();
+        let mut table = Table::create(&device, TableConfig::new("t")).unwrap();
+        let mut rest = Batch::new(8);
+        rest.put(1, &[1; 8]).unwrap();
+        rest.link(1, 2, 0.5).unwrap();
+        rest.put(2, &[2; 8]).unwrap();
+        rest.get_related(1, 0.1, 10).unwrap();
+        let r = table.apply(&rest).unwrap();
+        let all = BatchResults::with_hits(&r, 6, &[(0, &[9; 8]), (3, &[8; 8])]);
+        let got: Vec<Outcome<'_>> = all.iter().collect();
+        assert_eq!(got[0], Outcome::Value(&[9; 8]));
+        assert_eq!(got[1], Outcome::Ok);
+        assert_eq!(got[3], Outcome::Value(&[8; 8]));
+        let Outcome::Related(rel) = &got[5] else {
+            panic!("{:?}", got[5])
+        };
+        assert_eq!(rel.value, Some(&[1u8; 8][..]));
+        assert_eq!(rel.partners().map(|p| p.0).collect::<Vec<_>>(), [2]);
+        assert!(matches!(all.get(5), Some(Outcome::Related(_))));
     }
 }
