@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use common::Rng;
 use common::model::{Expect, Model, Op};
@@ -260,6 +261,10 @@ fn bad_table_and_backend_settings_are_errors_naming_the_setting() {
         (&["--value-bytes", "260"][..], "value_bytes"),
         (&["--max-load", "0.99"][..], "max_load: expected 0.5..=0.95"),
         (
+            &["--capacity", "10000000000000000000"][..],
+            "capacity: expected at most 1099511627776 keys",
+        ),
+        (
             &["--table", "Bad Name"][..],
             "name: expected 1 to 64 characters",
         ),
@@ -412,4 +417,52 @@ fn bench_kv_prints_the_side_by_side_table_and_writes_json() {
     let o = run(&["bench", "graph"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not implemented"));
+}
+
+/// Regression (review of issue 2): a batch read from a FIFO ends when the writer pauses, as
+/// it does on stdin; before, the results waited for the writer to close.
+#[test]
+fn a_fifo_input_ends_batches_when_the_writer_pauses() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ops.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = warpgrid()
+        .args(["kv", "apply", fifo.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer
+        .write_all(b"put 1 0011223344556677\nget 1\n")
+        .unwrap();
+    writer.flush().unwrap();
+    // Read the two result lines while the writer stays open; a hang here is the bug.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for _ in 0..2 {
+            let _ = tx.send(lines.next().map(Result::unwrap));
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no result while the writer paused");
+    let second = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no result while the writer paused");
+    assert_eq!(
+        (first.as_deref(), second.as_deref()),
+        (Some("ok"), Some("value 0011223344556677"))
+    );
+    drop(writer);
+    assert!(child.wait().unwrap().success());
 }

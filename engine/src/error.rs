@@ -13,7 +13,7 @@ pub enum BackendError {
         backend: BackendKind,
         reason: String,
     },
-    /// The device (or host, on the CPU backend) cannot hold what an operation needs.
+    /// An operation would take the device past its configured memory limit.
     #[error(
         "out of memory on the {backend} backend: needed {needed} more bytes, {available} available; \
          the operation was not applied (raise the memory limit or use fewer or smaller tables)"
@@ -23,6 +23,12 @@ pub enum BackendError {
         needed: u64,
         available: u64,
     },
+    /// An allocation the device (or host) could not make, with no configured limit involved.
+    #[error(
+        "out of memory on the {backend} backend: could not allocate {bytes} bytes; \
+         the operation was not applied"
+    )]
+    AllocationFailed { backend: BackendKind, bytes: u64 },
     /// A setting of the backend is invalid.
     #[error("invalid backend setting {field}: {reason}")]
     InvalidSetting { field: &'static str, reason: String },

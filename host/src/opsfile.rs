@@ -34,7 +34,7 @@ pub enum OpsError {
         message: String,
     },
     /// The input could not be read.
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read the input")]
     Io {
         file: String,
         #[source]
@@ -51,6 +51,7 @@ pub struct OpsReader<R> {
     batch_limit: usize,
     end_on_pause: bool,
     line: String,
+    raw: Vec<u8>,
     scratch: Vec<u8>,
 }
 
@@ -68,6 +69,7 @@ impl<R: Read> OpsReader<R> {
             batch_limit: batch_limit.max(1),
             end_on_pause: false,
             line: String::new(),
+            raw: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -89,10 +91,10 @@ impl<R: Read> OpsReader<R> {
     pub fn next_batch(&mut self, batch: &mut Batch) -> Result<bool, OpsError> {
         batch.clear();
         while batch.len() < self.batch_limit {
-            self.line.clear();
+            self.raw.clear();
             let n = self
                 .input
-                .read_line(&mut self.line)
+                .read_until(b'\n', &mut self.raw)
                 .map_err(|source| OpsError::Io {
                     file: self.name.clone(),
                     source,
@@ -101,6 +103,16 @@ impl<R: Read> OpsReader<R> {
                 return Ok(false);
             }
             self.line_no += 1;
+            self.line.clear();
+            match std::str::from_utf8(&self.raw) {
+                Ok(text) => self.line.push_str(text),
+                Err(e) => {
+                    let at = e.valid_up_to() + 1;
+                    return Err(
+                        self.err("line", format!("not valid UTF-8 (byte {at} of the line)"))
+                    );
+                }
+            }
             self.parse_line(batch)?;
             if self.end_on_pause && self.input.buffer().is_empty() && !batch.is_empty() {
                 break; // the input paused: hand over what we have
@@ -220,7 +232,8 @@ impl<R: Read> OpsReader<R> {
     }
 
     fn key(&self, text: &str, field: &'static str) -> Result<u64, OpsError> {
-        let key: u64 = text.parse().map_err(|_| {
+        let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        let key: u64 = text.parse().ok().filter(|_| digits_only).ok_or_else(|| {
             self.err(
                 field,
                 format!("expected a decimal key 0..={}, got {text:?}", u64::MAX - 2),
@@ -259,10 +272,18 @@ impl<R: Read> OpsReader<R> {
         Ok(bytes)
     }
 
+    /// A finite number, range-checked by the caller as f64 (so `1.00000001`, which rounds to
+    /// 1.0 as an f32, is still out of (0, 1]), then stored as f32.
     fn float(&self, text: &str, field: &'static str, want: &str) -> Result<f32, OpsError> {
-        match text.parse::<f32>() {
-            Ok(v) if v.is_finite() => Ok(v),
-            _ => Err(self.err(field, format!("expected {want}, got {text:?}"))),
+        match text.parse::<f64>() {
+            Ok(v)
+                if v.is_finite()
+                    && (0.0..=1.0).contains(&v)
+                    && (v > 0.0 || field != "strength") =>
+            {
+                Ok(v as f32)
+            }
+            _ => Err(self.err(field, format!("expected {want}, got {text}"))),
         }
     }
 
@@ -355,6 +376,14 @@ mod test {
         assert!(err_of("link 1 2 1.5").contains("field strength"));
         assert!(err_of("link 1 2 NaN").contains("field strength"));
         assert!(err_of("link 1 2 inf").contains("field strength"));
+        assert!(err_of("link 1 2 1.00000001").contains("field strength"));
+        assert!(err_of("get +5").contains("field key: expected a decimal key"));
+        let bad_utf8 = OpsReader::new(&b"get 1\nget \xff\n"[..], "b.ops", 8, 100)
+            .next_batch(&mut Batch::new(8));
+        assert_eq!(
+            bad_utf8.unwrap_err().to_string(),
+            "b.ops:2: field line: not valid UTF-8 (byte 5 of the line)"
+        );
         assert!(err_of("link 1 1 0.5").contains("field b: invalid link 1 -> 1"));
         assert!(err_of("get 1 2").contains("field op: unexpected field \"2\""));
         assert!(err_of("related 1 2").contains("field min"));

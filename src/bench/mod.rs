@@ -1,6 +1,7 @@
 //! Side-by-side benchmarks: warpgrid against the peers SPEC §7 names, in one run, as ratios.
 //! `warpgrid bench` prints them; `benches/` drives the same code under criterion.
 
+pub mod clients;
 pub mod kv;
 
 /// The median of some timings (seconds).

@@ -28,6 +28,13 @@ pub struct BenchArgs {
     /// Repeats per system; the median is reported.
     #[arg(long)]
     repeats: Option<usize>,
+    /// Run the many-clients bench instead: this many client threads, each keeping
+    /// `--window` single operations in flight through the submission queue (YCSB-B).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Operations each client keeps in flight (with --clients).
+    #[arg(long, default_value_t = 256)]
+    window: usize,
     /// Where to write the JSON report.
     #[arg(long, default_value = "warpgrid-bench.json")]
     out: String,
@@ -49,6 +56,9 @@ pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
         eprintln!("bench all: running kv (graph and braid workloads are not implemented yet)");
     }
     let device = global.device()?;
+    if let Some(clients) = args.clients {
+        return run_clients(global, args, &device, clients);
+    }
     let mut cfg = if args.quick {
         KvBenchConfig::quick()
     } else {
@@ -71,6 +81,43 @@ pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
         println!("{json}");
     } else {
         print!("{}", kv::render(&report));
+        println!("JSON report: {}", args.out);
+    }
+    Ok(())
+}
+
+fn run_clients(
+    global: &Global,
+    args: &BenchArgs,
+    device: &warpgrid::Device,
+    clients: usize,
+) -> Result<()> {
+    use warpgrid::bench::clients::{self, ClientsBenchConfig};
+    let mut cfg = if args.quick {
+        ClientsBenchConfig::quick(clients)
+    } else {
+        ClientsBenchConfig::full(clients)
+    };
+    cfg.window = args.window;
+    if let Some(k) = args.keys {
+        cfg.records = k.max(1) as u64;
+    }
+    if let Some(r) = args.repeats {
+        cfg.repeats = r.max(1);
+    }
+    let bar = progress::spinner();
+    let report = clients::run(device, &cfg, |m| {
+        bar.set_message(format!("kv --clients {m}"))
+    })
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "suites": [report] }))?;
+    std::fs::write(&args.out, &json)
+        .with_context(|| format!("{}: cannot write the JSON report", args.out))?;
+    if global.json {
+        println!("{json}");
+    } else {
+        print!("{}", clients::render(&report));
         println!("JSON report: {}", args.out);
     }
     Ok(())

@@ -110,7 +110,9 @@ fn open_input(path: &str) -> Result<(Box<dyn Read>, String, bool)> {
         Ok((Box::new(stdin), "<stdin>".into(), interactive))
     } else {
         let file = File::open(path).with_context(|| format!("{path}: cannot open the ops file"))?;
-        Ok((Box::new(file), path.into(), false))
+        // A FIFO or a process substitution pauses like a pipe; only a regular file does not.
+        let interactive = !file.metadata().is_ok_and(|m| m.is_file());
+        Ok((Box::new(file), path.into(), interactive))
     }
 }
 

@@ -268,6 +268,9 @@ impl Batch {
     }
 
     /// Appends operation `i` of `other` (a batch for the same value size).
+    ///
+    /// # Panics
+    /// If `i` is not below `other.len()`, like slice indexing.
     pub fn push_op_from(&mut self, other: &Batch, i: usize) -> Result<(), TableError> {
         if other.value_bytes != self.value_bytes {
             return Err(TableError::BatchMismatch {

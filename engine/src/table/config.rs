@@ -22,6 +22,8 @@ impl TableConfig {
     pub const DEFAULT_SHARDS: u32 = 24;
     pub const DEFAULT_VALUE_BYTES: u32 = 8;
     pub const DEFAULT_MAX_LOAD: f64 = 0.8;
+    /// Largest capacity hint (2^40 keys): keeps every size computation far from overflow.
+    pub const MAX_CAPACITY: u64 = 1 << 40;
 
     pub fn new(name: impl Into<String>) -> TableConfig {
         TableConfig {
@@ -85,6 +87,16 @@ impl TableConfig {
                 reason: format!(
                     "expected a multiple of 4 in 4..=256, got {}",
                     self.value_bytes
+                ),
+            });
+        }
+        if self.capacity > Self::MAX_CAPACITY {
+            return Err(TableError::InvalidConfig {
+                field: "capacity",
+                reason: format!(
+                    "expected at most {} keys, got {}",
+                    Self::MAX_CAPACITY,
+                    self.capacity
                 ),
             });
         }

@@ -121,6 +121,10 @@ impl BatchResults {
     /// Results of `total` operations: those at `hits` (ascending positions) are gets that
     /// found the given values without reaching a table (a host cache); the others are, in
     /// order, the results of `rest`, the batch of the remaining operations.
+    ///
+    /// # Panics
+    /// If `rest` does not hold exactly `total - hits.len()` results, if hit positions are not
+    /// ascending and below `total`, or if a hit value is not `value_bytes` long.
     pub fn with_hits(rest: &BatchResults, total: usize, hits: &[(u32, &[u8])]) -> BatchResults {
         let w = rest
             .value_words

@@ -7,7 +7,7 @@
 //! client therefore never waits for a deadline, and a busy queue launches full batches.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{Ordering, fence};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -96,9 +96,26 @@ impl QueueMetrics {
     }
 }
 
+/// Closes the queue when the dispatcher ends, normally or by a panic: sets `closed`, then
+/// drains every submission still queued (each completes with `Closed` as it drops).
+struct Closer {
+    rx: Receiver<Msg>,
+    state: Arc<DispatchState>,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.state.closed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        while let Ok(late) = self.rx.try_recv() {
+            drop(late);
+        }
+    }
+}
+
 pub(super) struct Dispatcher {
     table: Table,
-    rx: Receiver<Msg>,
+    closer: Closer,
     state: Arc<DispatchState>,
     config: QueueConfig,
     cache: Option<HostCache>,
@@ -127,7 +144,10 @@ impl Dispatcher {
         let merged = table.batch();
         Dispatcher {
             table,
-            rx,
+            closer: Closer {
+                rx,
+                state: Arc::clone(&state),
+            },
             state,
             config,
             cache,
@@ -145,7 +165,9 @@ impl Dispatcher {
     pub(super) fn run(mut self) -> Table {
         loop {
             self.state.idle.store(true, Ordering::SeqCst);
-            let Ok(msg) = self.rx.recv() else { break };
+            let Ok(msg) = self.closer.rx.recv() else {
+                break;
+            };
             self.state.idle.store(false, Ordering::SeqCst);
             let shutdown = self.take(msg) || self.gather();
             self.launch();
@@ -153,10 +175,10 @@ impl Dispatcher {
                 break;
             }
         }
-        // Submissions still queued raced with the shutdown: dropping the receiver discards
-        // them, and each completes with `Closed` as it is dropped.
-        let Dispatcher { table, rx, .. } = self;
-        drop(rx);
+        // Submissions still queued raced with the shutdown: the closer drains them, and each
+        // completes with `Closed` as it drops.
+        let Dispatcher { table, closer, .. } = self;
+        drop(closer);
         table
     }
 
@@ -177,7 +199,7 @@ impl Dispatcher {
         let start = Instant::now();
         loop {
             while self.ops < self.config.max_batch {
-                match self.rx.try_recv() {
+                match self.closer.rx.try_recv() {
                     Ok(m) => {
                         if self.take(m) {
                             return true;
@@ -193,7 +215,7 @@ impl Dispatcher {
             {
                 return false;
             }
-            match self.rx.recv_timeout(self.config.deadline - elapsed) {
+            match self.closer.rx.recv_timeout(self.config.deadline - elapsed) {
                 Ok(m) => {
                     if self.take(m) {
                         return true;
@@ -210,7 +232,7 @@ impl Dispatcher {
             return;
         }
         let m = &self.state.metrics;
-        m.depth.set(self.rx.len() as f64);
+        m.depth.set(self.closer.rx.len() as f64);
         m.batch_ops.record(self.ops as u64);
         m.batches.inc();
         self.ewma = 0.8 * self.ewma + 0.2 * self.ops as f64;

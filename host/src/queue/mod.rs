@@ -17,7 +17,7 @@
 mod client;
 mod dispatcher;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -203,6 +203,9 @@ impl Slot {
 /// channel disconnects (and the dispatcher ends) once every handle and client is gone.
 struct Shared {
     tx: Sender<Msg>,
+    /// A second receiver, used only to drain submissions that arrive after the dispatcher
+    /// closed (see [`Queue::send`]).
+    reaper: Receiver<Msg>,
     value_bytes: usize,
     config: QueueConfig,
     join: Mutex<Option<JoinHandle<Table>>>,
@@ -214,6 +217,8 @@ struct Shared {
 struct DispatchState {
     /// Set while the dispatcher waits for work: a client then sends at once.
     idle: AtomicBool,
+    /// Set (then the channel drained) once the dispatcher stops taking submissions.
+    closed: AtomicBool,
     metrics: dispatcher::QueueMetrics,
 }
 
@@ -241,11 +246,14 @@ impl Queue {
         let value_bytes = table.value_bytes();
         let state = Arc::new(DispatchState {
             idle: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
             metrics: dispatcher::QueueMetrics::new(registry, table.name()),
         });
+        let reaper = rx.clone();
         let worker = dispatcher::Dispatcher::new(table, rx, Arc::clone(&state), config.clone());
         let shared = Arc::new(Shared {
             tx,
+            reaper,
             value_bytes,
             config,
             join: Mutex::new(None),
@@ -292,6 +300,15 @@ impl Queue {
         };
         if sent.is_ok() {
             self.shared.submitted.fetch_add(1, Ordering::Relaxed);
+            // Close protocol: the dispatcher sets `closed`, fences, then drains the channel.
+            // A message sent after that drain is seen here instead (both sides fence), and
+            // drained by its sender: every submission still completes exactly once.
+            fence(Ordering::SeqCst);
+            if self.shared.state.closed.load(Ordering::SeqCst) {
+                while let Ok(late) = self.shared.reaper.try_recv() {
+                    drop(late);
+                }
+            }
         }
         sent
     }

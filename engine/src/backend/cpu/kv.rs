@@ -24,6 +24,7 @@
 use rayon::prelude::*;
 
 use super::shard::{CpuShard, GrowthPlan, copy_words, shard_bytes};
+use crate::error::BackendError;
 use crate::table::route::{ShardRouter, shard_of};
 use crate::table::{Batch, BatchResults, OpCode, RelatedHit, RelatedSpan, Status};
 
@@ -32,20 +33,23 @@ const MIRROR: u32 = 1 << 31;
 /// How many items ahead a shard walk prefetches the home slot (enough misses in flight to
 /// cover memory latency, few enough that the lines are still cached when used).
 const PREFETCH_AHEAD: usize = 12;
-/// Batches this small run sequentially: routing would cost more than it saves.
-pub const SEQUENTIAL_MAX: usize = 64;
+/// Batches up to this size run sequentially on the calling thread: below it, routing and
+/// handing shards to the pool cost more than a second thread gains (measured on the 2-core
+/// box: `docs/perf/README.md`).
+pub const SEQUENTIAL_MAX: usize = 16_384;
 
 /// A delete's removal of the half `owner -> partner`, for the owner's shard.
 #[derive(Debug, Clone, Copy)]
 struct Removal {
     owner: u64,
     partner: u64,
-    stamp: u64,
+    stamp: u128,
 }
 
+/// Batch-global order of an operation: batch epoch, then position (never wraps).
 #[inline]
-fn stamp(epoch: u64, op: usize) -> u64 {
-    (epoch << 32) | op as u64
+fn stamp(epoch: u64, op: usize) -> u128 {
+    (u128::from(epoch) << 32) | op as u128
 }
 
 /// One routed operation, copied out of the batch so a shard walks dense memory.
@@ -189,6 +193,8 @@ fn reset<T: Clone>(v: &mut Vec<T>, len: usize, x: T) {
 pub(crate) struct KvScratch {
     chunks: Vec<RoutedChunk>,
     runs: Vec<ShardRun>,
+    /// Shard of each operation, for the sequential path.
+    shard_ids: Vec<u16>,
 }
 
 /// What one shard produced, in the order of its items.
@@ -273,7 +279,7 @@ impl Ctx<'_> {
                 } else {
                     self.batch.aux(i).partner
                 };
-                shard.unlink_half(key, partner, u64::MAX);
+                shard.unlink_half(key, partner, u128::MAX);
                 Status::Ok
             }
             OpCode::GetRelated => unreachable!("related queries are not routed"),
@@ -282,14 +288,14 @@ impl Ctx<'_> {
 }
 
 /// Reserves each shard's growth buffers for up to `new_keys[s]` new keys. Returns the plans
-/// and the bytes reserved, or `None` when memory is short (nothing reserved then).
+/// and the bytes reserved, or the out-of-memory error (nothing reserved then).
 fn plan_growth(
     shards: &[CpuShard],
     new_keys: &[u64],
     max_load: f64,
     value_words: usize,
     device: &super::CpuDevice,
-) -> Result<(Vec<GrowthPlan>, u64), crate::error::BackendError> {
+) -> Result<(Vec<GrowthPlan>, u64), BackendError> {
     let sizes: Vec<Vec<u64>> = shards
         .iter()
         .zip(new_keys)
@@ -312,7 +318,7 @@ fn plan_growth(
         Some(plans) => Ok((plans, bytes)),
         None => {
             device.release(bytes);
-            Err(device.out_of_memory(bytes))
+            Err(device.allocation_failed(bytes))
         }
     }
 }
@@ -327,16 +333,16 @@ fn plan_growth_for_puts(
     max_load: f64,
     value_words: usize,
     device: &super::CpuDevice,
-) -> Result<(Vec<GrowthPlan>, u64), crate::error::BackendError> {
+) -> Result<(Vec<GrowthPlan>, u64), BackendError> {
     match plan_growth(shards, worst, max_load, value_words, device) {
-        Err(crate::error::BackendError::OutOfMemory { .. }) => {
+        Err(BackendError::OutOfMemory { .. }) => {
             plan_growth(shards, &exact(), max_load, value_words, device)
         }
         other => other,
     }
 }
 
-/// Distinct put keys of `keys` (one shard's) that `shard` does not hold.
+/// Distinct keys among `puts` (one shard's puts) that `shard` does not hold.
 fn new_put_keys<'a>(shard: &CpuShard, puts: impl Iterator<Item = &'a u64>) -> u64 {
     let mut fresh = hashbrown::HashSet::new();
     for &k in puts {
@@ -355,126 +361,138 @@ pub(crate) fn kv_apply(
     batch: &Batch,
     epoch: u64,
     results: &mut BatchResults,
-) -> Result<(), crate::error::BackendError> {
+) -> Result<(), BackendError> {
     let n = batch.len();
     let w = batch.value_words();
     results.reset(n, w, batch.reads_values());
     let bytes_before: u64 = shards.iter().map(CpuShard::bytes).sum();
     let reserved = if n <= SEQUENTIAL_MAX {
+        let mut scratch = device.take_scratch();
+        let router = ShardRouter::new(shards.len() as u32);
+        let sid = &mut scratch.shard_ids;
+        sid.clear();
+        sid.extend(batch.keys().iter().map(|&k| router.shard(k) as u16));
         let mut puts = vec![0u64; shards.len()];
-        for i in 0..n {
-            if batch.codes()[i] == OpCode::Put {
-                puts[shard_of(batch.keys()[i], shards.len() as u32) as usize] += 1;
+        for (code, &s) in batch.codes().iter().zip(sid.iter()) {
+            if *code == OpCode::Put {
+                puts[s as usize] += 1;
             }
         }
         let exact = || {
-            let nshards = shards.len() as u32;
-            (0..nshards)
+            (0..shards.len())
                 .map(|s| {
                     let keys = (0..n)
-                        .filter(|&i| batch.codes()[i] == OpCode::Put)
-                        .map(|i| &batch.keys()[i])
-                        .filter(|&&k| shard_of(k, nshards) == s);
-                    new_put_keys(&shards[s as usize], keys)
+                        .filter(|&i| batch.codes()[i] == OpCode::Put && sid[i] as usize == s)
+                        .map(|i| &batch.keys()[i]);
+                    new_put_keys(&shards[s], keys)
                 })
                 .collect()
         };
-        let (plans, reserved) = plan_growth_for_puts(shards, &puts, exact, max_load, w, device)?;
-        apply_sequential(shards, plans, batch, epoch, results);
-        reserved
+        let planned = plan_growth_for_puts(shards, &puts, exact, max_load, w, device);
+        let result = planned.map(|(plans, reserved)| {
+            apply_sequential(shards, plans, batch, &scratch.shard_ids, epoch, results);
+            reserved
+        });
+        device.return_scratch(scratch);
+        result.inspect_err(|_| results.reset(0, w, false))?
     } else {
         let mut scratch = device.take_scratch();
-        let reserved = apply_parallel(
-            device,
-            shards,
-            max_load,
-            batch,
-            epoch,
-            results,
-            &mut scratch,
-        );
+        let reserved = device.install(|| {
+            apply_parallel(
+                device,
+                shards,
+                max_load,
+                batch,
+                epoch,
+                results,
+                &mut scratch,
+            )
+        });
         device.return_scratch(scratch);
-        reserved?
+        reserved.inspect_err(|_| results.reset(0, w, false))?
     };
     let grown = shards.iter().map(CpuShard::bytes).sum::<u64>() - bytes_before;
-    device.release(reserved - grown);
+    debug_assert!(grown <= reserved, "a shard grew past its growth plan");
+    device.release(reserved.saturating_sub(grown));
     Ok(())
 }
 
-/// One by one, in batch order: the definition itself.
+/// One by one, in batch order, on the calling thread: the definition itself, and the fast
+/// path for batches too small to repay routing (no thread hand-offs, results written in
+/// place, the next keys' home slots prefetched). `sid[i]` is operation `i`'s shard.
 fn apply_sequential(
     shards: &mut [CpuShard],
     mut plans: Vec<GrowthPlan>,
     batch: &Batch,
+    sid: &[u16],
     epoch: u64,
     results: &mut BatchResults,
 ) {
-    let nshards = shards.len() as u32;
+    let (codes, keys) = (batch.codes(), batch.keys());
+    let w = batch.value_words();
     let ctx = Ctx {
         batch,
         epoch,
         reads: false,
     };
-    let w = batch.value_words();
+    let mut run = ShardRun::default();
     for i in 0..batch.len() {
-        let key = batch.keys()[i];
-        let s = shard_of(key, nshards) as usize;
-        let status = match batch.codes()[i] {
-            OpCode::GetRelated => {
-                shards[s].ops += 1;
-                answer_related(shards, batch, i, results);
-                Status::Related
-            }
+        if let Some(&ahead) = sid.get(i + PREFETCH_AHEAD) {
+            shards[ahead as usize].prefetch(keys[i + PREFETCH_AHEAD]);
+        }
+        let (key, s) = (keys[i], sid[i] as usize);
+        let status = match codes[i] {
             OpCode::Get => {
                 shards[s].ops += 1;
                 match shards[s].find(key) {
                     Some(slot) => {
-                        results.values[i * w..(i + 1) * w].copy_from_slice(shards[s].value(slot));
+                        copy_words(
+                            &mut results.values[i * w..(i + 1) * w],
+                            shards[s].value(slot),
+                        );
                         Status::Value
                     }
                     None => Status::Missing,
                 }
             }
-            code => {
-                let value = if code == OpCode::Put {
-                    batch.put_value(i)
-                } else {
-                    &[]
-                };
-                let item = Item {
-                    key,
-                    op: i as u32,
-                    code,
-                };
-                let mut run = ShardRun {
-                    plan: std::mem::take(&mut plans[s]),
-                    ..ShardRun::default()
-                };
-                let st = ctx.step(&mut shards[s], item, value, &mut run);
-                plans[s] = run.plan;
-                if matches!(code, OpCode::Link | OpCode::Unlink) {
+            OpCode::Put => {
+                shards[s].ops += 1;
+                shards[s].put(key, batch.put_value(i), &mut plans[s]);
+                Status::Ok
+            }
+            OpCode::GetRelated => {
+                shards[s].ops += 1;
+                answer_related(shards, batch, i, results);
+                Status::Related
+            }
+            code @ (OpCode::Delete | OpCode::Link | OpCode::Unlink) => {
+                // `step` never grows a shard for these, so the run needs no growth plan.
+                let st = ctx.step(
+                    &mut shards[s],
+                    Item {
+                        key,
+                        op: i as u32,
+                        code,
+                    },
+                    &[],
+                    &mut run,
+                );
+                if code != OpCode::Delete {
                     let partner = batch.aux(i).partner;
-                    let s2 = shard_of(partner, nshards) as usize;
+                    let s2 = shard_of(partner, shards.len() as u32) as usize;
                     let mirror = Item {
                         key: partner,
                         op: i as u32 | MIRROR,
                         code,
                     };
-                    let mut run2 = ShardRun {
-                        plan: std::mem::take(&mut plans[s2]),
-                        ..ShardRun::default()
-                    };
-                    ctx.step(&mut shards[s2], mirror, &[], &mut run2);
-                    plans[s2] = run2.plan;
-                    run.outbox.extend(run2.outbox);
+                    ctx.step(&mut shards[s2], mirror, &[], &mut run);
                 }
-                for r in run.outbox {
-                    shards[shard_of(r.owner, nshards) as usize].unlink_half(
-                        r.owner,
-                        r.partner,
-                        u64::MAX,
-                    );
+                // Sequentially, a delete's removals of its partners' halves apply at once.
+                for r in run.outbox.drain(..) {
+                    let owner = shard_of(r.owner, shards.len() as u32) as usize;
+                    shards[owner].unlink_half(r.owner, r.partner, u128::MAX);
                 }
+                run.status.clear();
                 st
             }
         };
@@ -490,7 +508,7 @@ fn apply_parallel(
     epoch: u64,
     results: &mut BatchResults,
     scratch: &mut KvScratch,
-) -> Result<u64, crate::error::BackendError> {
+) -> Result<u64, BackendError> {
     let n = batch.len();
     let w = batch.value_words();
     let nshards = shards.len();
@@ -498,7 +516,7 @@ fn apply_parallel(
 
     // 1. Route.
     let chunk_len = n.div_ceil(device.threads() * 8).max(8192);
-    let KvScratch { chunks, runs } = scratch;
+    let KvScratch { chunks, runs, .. } = scratch;
     chunks.resize_with(n.div_ceil(chunk_len), RoutedChunk::default);
     chunks.par_iter_mut().enumerate().for_each(|(c, ch)| {
         route_chunk(
@@ -576,6 +594,11 @@ fn apply_parallel(
             answer_related_run(shards, batch, hi..end, results);
         }
         lo = end;
+    }
+
+    // Growth buffers the batch reserved but did not use go now, not with the scratch.
+    for run in runs.iter_mut() {
+        run.plan = GrowthPlan::default();
     }
 
     // 5. Reassemble.

@@ -109,15 +109,23 @@ impl CpuDevice {
         self.inner.allocated.load(Ordering::Relaxed)
     }
 
+    /// The error for `needed` bytes that would pass the limit.
     pub(crate) fn out_of_memory(&self, needed: u64) -> BackendError {
-        let held = self.allocated_bytes();
-        BackendError::OutOfMemory {
+        match self.inner.memory_limit {
+            Some(limit) => BackendError::OutOfMemory {
+                backend: BackendKind::Cpu,
+                needed,
+                available: limit.saturating_sub(self.allocated_bytes()),
+            },
+            None => self.allocation_failed(needed),
+        }
+    }
+
+    /// The error for a host allocation of `bytes` that failed.
+    pub(crate) fn allocation_failed(&self, bytes: u64) -> BackendError {
+        BackendError::AllocationFailed {
             backend: BackendKind::Cpu,
-            needed,
-            available: self
-                .inner
-                .memory_limit
-                .map_or(0, |l| l.saturating_sub(held)),
+            bytes,
         }
     }
 
@@ -134,6 +142,11 @@ impl CpuDevice {
             })
             .map(drop)
             .map_err(|_| self.out_of_memory(bytes))
+    }
+
+    /// Runs `f` on the device's worker pool.
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.inner.pool.install(f)
     }
 
     pub(crate) fn take_scratch(&self) -> KvScratch {
@@ -181,7 +194,7 @@ impl TableBackend for CpuDevice {
             Some(shards) => Ok(CpuShards { shards }),
             None => {
                 self.release(bytes);
-                Err(self.out_of_memory(bytes).into())
+                Err(self.allocation_failed(bytes).into())
             }
         }
     }
@@ -223,7 +236,7 @@ impl TableBackend for CpuDevice {
             Some(shards) => Ok(CpuShards { shards }),
             None => {
                 self.release(bytes);
-                Err(self.out_of_memory(bytes).into())
+                Err(self.allocation_failed(bytes).into())
             }
         }
     }

@@ -17,7 +17,7 @@ pub(crate) struct LinkHalf {
     pub partner: u64,
     pub strength: f32,
     /// Batch-global order of the operation that wrote it: `(epoch << 32) | op index`.
-    pub stamp: u64,
+    pub stamp: u128,
 }
 
 /// Buffers reserved before a batch for every doubling it might need, smallest last, so that
@@ -78,6 +78,12 @@ pub(crate) fn copy_words(dst: &mut [u32], src: &[u32]) {
     }
 }
 
+/// Most live plus deleted slots before tombstones are purged (always below `slots`).
+fn max_used(slots: u64, max_load: f64) -> u64 {
+    let m = max_items(slots, max_load);
+    m + (slots - m) / 2
+}
+
 /// Bytes of keys and values in a shard of `slots` slots.
 pub(crate) fn shard_bytes(slots: u64, value_words: usize) -> u64 {
     slots * (8 + 4 * value_words as u64)
@@ -90,11 +96,16 @@ pub(crate) struct CpuShard {
     value_words: usize,
     mask: usize,
     max_items: u64,
+    /// Most items + tombstones before a purge: halfway between `max_items` and `slots`, so a
+    /// purge (O(slots)) comes at most once per ~(slots - max_items) / 2 deletes.
+    max_used: u64,
     max_load: f64,
     items: u64,
     tombstones: u64,
     pub ops: u64,
     pub resizes: u32,
+    /// In-place tombstone purges (not a statistic of the spec; the cost of churn).
+    purges: u64,
     links: HashMap<u64, Vec<LinkHalf>>,
     link_halves: u64,
 }
@@ -116,11 +127,13 @@ impl CpuShard {
             value_words,
             mask: slots as usize - 1,
             max_items: max_items(slots, max_load),
+            max_used: max_used(slots, max_load),
             max_load,
             items: 0,
             tombstones: 0,
             ops: 0,
             resizes: 0,
+            purges: 0,
             links: HashMap::new(),
             link_halves: 0,
         })
@@ -140,11 +153,13 @@ impl CpuShard {
             value_words: self.value_words,
             mask: self.mask,
             max_items: self.max_items,
+            max_used: self.max_used,
             max_load: self.max_load,
             items: self.items,
             tombstones: self.tombstones,
             ops: self.ops,
             resizes: self.resizes,
+            purges: self.purges,
             links: self.links.clone(),
             link_halves: self.link_halves,
         })
@@ -225,7 +240,7 @@ impl CpuShard {
         } else if tomb != usize::MAX {
             self.tombstones -= 1;
             tomb
-        } else if self.items + self.tombstones + 1 > self.max_items {
+        } else if self.items + self.tombstones + 1 > self.max_used {
             self.purge_tombstones();
             self.first_empty(key)
         } else {
@@ -303,6 +318,7 @@ impl CpuShard {
         self.values = values;
         self.mask = mask;
         self.max_items = max_items(slots as u64, self.max_load);
+        self.max_used = max_used(slots as u64, self.max_load);
         self.tombstones = 0;
     }
 
@@ -324,6 +340,7 @@ impl CpuShard {
             }
         }
         self.tombstones = 0;
+        self.purges += 1;
         let w = self.value_words;
         for step in 1..=slots {
             let j = (start + step) & self.mask;
@@ -341,7 +358,7 @@ impl CpuShard {
     }
 
     /// Sets the half `owner -> partner`.
-    pub fn link_half(&mut self, owner: u64, partner: u64, strength: f32, stamp: u64) {
+    pub fn link_half(&mut self, owner: u64, partner: u64, strength: f32, stamp: u128) {
         let halves = self.links.entry(owner).or_default();
         if let Some(h) = halves.iter_mut().find(|h| h.partner == partner) {
             h.strength = strength;
@@ -356,8 +373,8 @@ impl CpuShard {
         }
     }
 
-    /// Removes the half `owner -> partner` if it is older than `before` (any age: `u64::MAX`).
-    pub fn unlink_half(&mut self, owner: u64, partner: u64, before: u64) {
+    /// Removes the half `owner -> partner` if it is older than `before` (any age: `u128::MAX`).
+    pub fn unlink_half(&mut self, owner: u64, partner: u64, before: u128) {
         let Some(halves) = self.links.get_mut(&owner) else {
             return;
         };
@@ -440,6 +457,38 @@ mod test {
             "churn must not grow the shard: {}",
             s.slots()
         );
+    }
+
+    #[test]
+    fn churn_at_the_growth_limit_purges_rarely() {
+        // One slot short of growing, replace keys one at a time: each delete leaves a
+        // tombstone, each put of a new key may need a free slot.
+        let mut s = CpuShard::new(1 << 12, 2, 0.8).unwrap();
+        let mut plan = GrowthPlan::default();
+        let limit = max_items(1 << 12, 0.8);
+        for k in 0..limit - 1 {
+            s.put(k, &[0, 0], &mut plan);
+        }
+        let rounds = 20_000u64;
+        let mut live: std::collections::VecDeque<u64> = (0..limit - 1).collect();
+        for r in 0..rounds {
+            let oldest = live.pop_front().unwrap();
+            assert!(s.delete(oldest), "key {oldest} lost");
+            s.put(limit + r, &[1, 1], &mut plan);
+            live.push_back(limit + r);
+        }
+        assert_eq!((s.slots(), s.items()), (1 << 12, limit - 1));
+        // A purge frees (slots - max_items) / 2 slots, so it comes at most once per that many
+        // inserts; a purge per insert (the old threshold) would be 20,000.
+        let bound = rounds / ((1 << 12) - limit) * 2 + 1;
+        assert!(
+            s.purges <= bound,
+            "{} purges for {rounds} replacements (bound {bound})",
+            s.purges
+        );
+        for k in live {
+            assert!(s.find(k).is_some(), "key {k} lost");
+        }
     }
 
     #[test]
