@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod hex;
+pub mod jobs;
 pub mod metrics;
 pub mod opsfile;
 pub mod queue;

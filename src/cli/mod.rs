@@ -5,6 +5,8 @@ mod demo;
 mod info;
 mod kv;
 mod progress;
+mod run;
+mod serve;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -67,6 +69,10 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Runs a table workload on generated data and prints a short report.
     Demo(demo::DemoArgs),
+    /// Runs a batch job (a TOML file of steps) with progress, and prints a report.
+    Run(run::RunArgs),
+    /// Serves metrics as Prometheus text at http://ADDR/metrics.
+    ServeMetrics(serve::ServeArgs),
 }
 
 pub fn parse() -> Cli {
@@ -79,5 +85,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Kv { cmd } => kv::run(&cli.global, cmd),
         Cmd::Bench(args) => bench::run(&cli.global, &args),
         Cmd::Demo(args) => demo::run(&cli.global, &args),
+        Cmd::Run(args) => run::run(&cli.global, &args),
+        Cmd::ServeMetrics(args) => serve::run(&cli.global, &args),
     }
 }

@@ -57,11 +57,12 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub(super) fn new(queue: Queue) -> Client {
         let vb = queue.value_bytes();
+        let flush_at = queue.shared.config.flush_at;
         Client {
             queue,
             slot: Arc::new(Slot::default()),
             backpressure: Backpressure::Block,
-            pending: Batch::new(vb),
+            pending: Batch::with_capacity(vb, flush_at),
             pending_first: 0,
             pending_since: None,
             next_ticket: 0,
@@ -146,7 +147,9 @@ impl Client {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.pending, Batch::new(self.queue.value_bytes()));
+        let fresh =
+            Batch::with_capacity(self.queue.value_bytes(), self.queue.shared.config.flush_at);
+        let batch = std::mem::replace(&mut self.pending, fresh);
         let first = self.pending_first;
         let len = batch.len() as u64;
         let sub = Submission {

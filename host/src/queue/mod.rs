@@ -51,7 +51,7 @@ impl Default for QueueConfig {
             capacity: 4096,
             max_batch: 1 << 16,
             deadline: Duration::from_micros(200),
-            flush_at: 64,
+            flush_at: 128,
             cache: CacheConfig::default(),
         }
     }
@@ -167,35 +167,47 @@ struct Completion {
 }
 
 /// A client's completion slot: completions pushed by the dispatcher, taken by the client.
+/// `waiting` records whether the client sleeps on `ready`, so the dispatcher makes the
+/// wake-up system call only when someone is there to wake.
 #[derive(Default)]
 struct Slot {
-    done: Mutex<Vec<Completion>>,
+    done: Mutex<SlotState>,
     ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    done: Vec<Completion>,
+    waiting: bool,
 }
 
 impl Slot {
     fn push(&self, c: Completion) {
-        let mut done = self
+        let mut state = self
             .done
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        done.push(c);
-        self.ready.notify_one();
+        state.done.push(c);
+        if state.waiting {
+            self.ready.notify_one();
+        }
     }
 
     /// Blocks until at least one completion is there, and takes them all into `into`.
     fn take_into(&self, into: &mut Vec<Completion>) {
-        let mut done = self
+        let mut state = self
             .done
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while done.is_empty() {
-            done = self
+        while state.done.is_empty() {
+            state.waiting = true;
+            state = self
                 .ready
-                .wait(done)
+                .wait(state)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        into.append(&mut done);
+        state.waiting = false;
+        into.append(&mut state.done);
     }
 }
 

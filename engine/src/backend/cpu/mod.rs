@@ -208,10 +208,15 @@ impl TableBackend for CpuDevice {
         results: &mut BatchResults,
     ) -> Result<(), TableError> {
         let shards = &mut shards.shards;
-        Ok(self
-            .inner
-            .pool
-            .install(|| kv::kv_apply(self, shards, config.max_load, batch, epoch, results))?)
+        // kv_apply enters the pool itself, only for batches worth the hand-off.
+        Ok(kv::kv_apply(
+            self,
+            shards,
+            config.max_load,
+            batch,
+            epoch,
+            results,
+        )?)
     }
 
     fn shard_stats(&self, shards: &CpuShards) -> Vec<ShardStats> {

@@ -1,0 +1,182 @@
+//! Job files (SPEC §5): a batch job as a list of steps over tables, run by [`run_job`].
+//!
+//! ```toml
+//! name = "ycsb-b"                 # optional, for the report
+//! report = "ycsb-b.json"          # optional: where `warpgrid run` writes the JSON report
+//!
+//! [[steps]]
+//! kind = "create_table"           # a table, behind its own submission queue
+//! table = "usertable"
+//! shards = 24                     # optional, like every setting below
+//! value_bytes = 8
+//! capacity = 1000000
+//!
+//! [[steps]]
+//! kind = "ycsb_load"              # YCSB's load phase: records 0..records in order
+//! table = "usertable"
+//! workload = "b"
+//! records = 1000000
+//!
+//! [[steps]]
+//! kind = "ycsb_run"               # YCSB's run phase through the queue, pipelined clients
+//! table = "usertable"
+//! workload = "b"
+//! records = 1000000               # must match the load
+//! operations = 2000000
+//! clients = 8
+//! window = 64                     # operations each client keeps in flight
+//!
+//! [[steps]]
+//! kind = "apply_ops"              # an ops file (SPEC §5), relative to the job file
+//! table = "usertable"
+//! ops = "extra.ops"
+//! ```
+//! Unknown keys are errors. Later issues add graph and braid steps to the same list.
+
+mod run;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use run::{JobReport, Progress, StepReport, run_job};
+
+/// A parsed job file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where to write the JSON report (relative to the job file).
+    #[serde(default)]
+    pub report: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+/// One step of a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    CreateTable {
+        table: String,
+        #[serde(default = "default_shards")]
+        shards: u32,
+        #[serde(default = "default_value_bytes")]
+        value_bytes: u32,
+        #[serde(default)]
+        capacity: u64,
+        #[serde(default = "default_max_load")]
+        max_load: f64,
+        /// Host cache: unset = the backend's default (off on cpu).
+        #[serde(default)]
+        cache: Option<bool>,
+    },
+    ApplyOps {
+        table: String,
+        ops: String,
+        #[serde(default = "default_batch")]
+        batch: usize,
+    },
+    YcsbLoad {
+        table: String,
+        workload: String,
+        records: u64,
+    },
+    YcsbRun {
+        table: String,
+        workload: String,
+        records: u64,
+        operations: u64,
+        #[serde(default = "default_clients")]
+        clients: usize,
+        #[serde(default = "default_window")]
+        window: usize,
+        #[serde(default)]
+        seed: u64,
+        /// `uniform`, `zipfian` or `latest`, overriding the workload's.
+        #[serde(default)]
+        distribution: Option<String>,
+        /// Workload E only: tables have no range scan, so E runs only if the job asks for
+        /// `scan = "emulate-point-reads"` (each scan becomes `len` point reads of the next key
+        /// numbers, reported as an emulation).
+        #[serde(default)]
+        scan: Option<String>,
+    },
+}
+
+fn default_shards() -> u32 {
+    24
+}
+fn default_value_bytes() -> u32 {
+    8
+}
+fn default_max_load() -> f64 {
+    0.8
+}
+fn default_batch() -> usize {
+    4096
+}
+fn default_clients() -> usize {
+    8
+}
+fn default_window() -> usize {
+    64
+}
+
+/// A problem with a job file or one of its steps.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    #[error("{file}: cannot read the job file")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: step {step} ({kind}): {message}")]
+    Step {
+        file: String,
+        step: usize,
+        kind: &'static str,
+        message: String,
+    },
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::CreateTable { .. } => "create_table",
+            Step::ApplyOps { .. } => "apply_ops",
+            Step::YcsbLoad { .. } => "ycsb_load",
+            Step::YcsbRun { .. } => "ycsb_run",
+        }
+    }
+}
+
+impl Job {
+    /// Reads and parses a job file (TOML), naming the file and the place of any error.
+    pub fn load(path: &Path) -> Result<Job, JobError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Job::parse(&text, &file)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Job, JobError> {
+        let job: Job = toml::from_str(text).map_err(|e| JobError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        if job.steps.is_empty() {
+            return Err(JobError::Parse {
+                file: file.to_owned(),
+                message: "a job needs at least one [[steps]]".into(),
+            });
+        }
+        Ok(job)
+    }
+}
