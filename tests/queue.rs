@@ -218,8 +218,43 @@ fn stress(clients: u64, ops: usize, config: QueueConfig) {
             other => panic!("{other:?}"),
         }
     }
-    let snapshot = registry.snapshot_json().to_string();
-    assert!(snapshot.contains("warpgrid_queue_ops_total"), "{snapshot}");
+    // The JSON snapshot has every metric the queue promises, labelled with its table.
+    let snapshot = registry.snapshot_json();
+    let metrics = snapshot["metrics"].as_array().unwrap();
+    let find = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m["name"] == name && m["labels"]["table"] == "q")
+    };
+    for name in [
+        "warpgrid_queue_ops_total",
+        "warpgrid_queue_submissions_total",
+        "warpgrid_queue_batches_total",
+        "warpgrid_queue_batch_ops",
+        "warpgrid_queue_op_latency_ns",
+        "warpgrid_queue_depth",
+        "warpgrid_queue_ops_per_second",
+        "warpgrid_cache_hits_total",
+        "warpgrid_cache_lookups_total",
+        "warpgrid_cache_hit_rate",
+        "warpgrid_table_shard_cv",
+    ] {
+        assert!(find(name).is_some(), "snapshot lacks {name}: {snapshot}");
+    }
+    let latency = &find("warpgrid_queue_op_latency_ns").unwrap()["value"];
+    for q in ["p50", "p95", "p99", "p999"] {
+        assert!(latency[q].as_u64().unwrap() > 0, "latency {q}: {latency}");
+    }
+    let counted = find("warpgrid_queue_ops_total").unwrap()["value"]
+        .as_u64()
+        .unwrap();
+    // Every client ran its `ops` operations plus 300 final reads, all through the queue, and
+    // the shared-key check above added one more batch.
+    assert_eq!(
+        counted,
+        clients * (ops as u64 + 300) + SHARED_KEYS,
+        "operations counted by the queue"
+    );
     let table = queue
         .shutdown()
         .expect("the first shutdown returns the table");

@@ -31,6 +31,7 @@ pub(super) struct QueueMetrics {
     cache_lookups: Counter,
     cache_hit_rate: Gauge,
     shard_cv: Gauge,
+    ops_per_second: Gauge,
 }
 
 impl QueueMetrics {
@@ -92,6 +93,11 @@ impl QueueMetrics {
                 "coefficient of variation of items per shard",
                 l,
             ),
+            ops_per_second: registry.gauge_with(
+                "warpgrid_queue_ops_per_second",
+                "operations completed per second, over the last half second or more",
+                l,
+            ),
         }
     }
 }
@@ -127,6 +133,8 @@ pub(super) struct Dispatcher {
     written: HashSet<u64>,
     launched: u64,
     cache_seen: (u64, u64),
+    /// Start and operation count of the current ops/s window.
+    rate_window: (Instant, u64),
 }
 
 impl Dispatcher {
@@ -158,6 +166,7 @@ impl Dispatcher {
             written: HashSet::new(),
             launched: 0,
             cache_seen: (0, 0),
+            rate_window: (Instant::now(), 0),
         }
     }
 
@@ -252,6 +261,7 @@ impl Dispatcher {
             self.merged = merged;
             r
         };
+        let _span = tracing::debug_span!("queue_complete", submissions = subs.len()).entered();
         match result {
             Ok(results) => {
                 let results = Arc::new(results);
@@ -281,6 +291,16 @@ impl Dispatcher {
         }
         self.subs = subs;
         self.launched += 1;
+        let (since, ops_then) = self.rate_window;
+        let elapsed = since.elapsed().as_secs_f64();
+        if elapsed >= 0.5 {
+            let ops_now = self.state.metrics.ops.get();
+            self.state
+                .metrics
+                .ops_per_second
+                .set((ops_now - ops_then) as f64 / elapsed);
+            self.rate_window = (Instant::now(), ops_now);
+        }
         if self.launched % 64 == 1 {
             self.state.metrics.shard_cv.set(self.table.stats().cv);
         }
