@@ -129,6 +129,20 @@ fn apply_ops_steps_go_through_the_queue() {
     assert_eq!(report["tables"][0]["items"], 1);
 }
 
+/// The address a child announced on stderr as `metrics: http://ADDR/metrics`.
+fn metrics_addr(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("metrics: http://")
+        .and_then(|a| a.strip_suffix("/metrics"));
+    url.unwrap_or_else(|| panic!("no metrics address announced: {line:?}"))
+        .to_owned()
+}
+
 /// Reads `GET path` from `addr` over a real loopback connection.
 fn http_get(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -185,16 +199,7 @@ fn serve_metrics_answers_prometheus_scrapes_over_loopback() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("metrics: http://")
-        .and_then(|a| a.strip_suffix("/metrics"))
-        .unwrap()
-        .to_owned();
+    let addr = metrics_addr(&mut child);
     let (head, body) = http_get(&addr, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
@@ -220,16 +225,7 @@ fn a_running_job_serves_its_queue_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("metrics: http://")
-        .and_then(|a| a.strip_suffix("/metrics"))
-        .unwrap()
-        .to_owned();
+    let addr = metrics_addr(&mut child);
     // Scrape until the queue has counted operations (the job is running), or it ended.
     let mut seen = false;
     for _ in 0..200 {

@@ -114,6 +114,32 @@ fn value(key: u64, version: u64) -> [u8; 8] {
     v
 }
 
+/// Runs `client` on one thread per client's operations, all released together. Returns the
+/// seconds from the release until the last thread ended, and the sum of the wrong answers
+/// the threads counted.
+fn timed_clients(ops: &[Vec<Op>], client: impl Fn(&[Op]) -> usize + Sync) -> (f64, usize) {
+    let barrier = Barrier::new(ops.len() + 1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = ops
+            .iter()
+            .map(|mine| {
+                let (barrier, client) = (&barrier, &client);
+                s.spawn(move || {
+                    barrier.wait();
+                    client(mine)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let t = Instant::now();
+        let bad = workers
+            .into_iter()
+            .map(|w| w.join().expect("client thread"))
+            .sum();
+        (t.elapsed().as_secs_f64(), bad)
+    })
+}
+
 /// One run through the queue: seconds, and the queue's batch count.
 fn run_queue(
     device: &Device,
@@ -133,51 +159,34 @@ fn run_queue(
     table.apply(&load).map_err(|e| e.to_string())?;
     let registry = Registry::new();
     let queue = Queue::start(table, QueueConfig::default(), &registry);
-    let barrier = Barrier::new(cfg.clients + 1);
-    let mut bad = 0usize;
-    let secs = std::thread::scope(|s| {
-        let workers: Vec<_> = ops
-            .iter()
-            .map(|mine| {
-                let (queue, barrier) = (queue.clone(), &barrier);
-                s.spawn(move || {
-                    let mut c = queue.client();
-                    let mut window: VecDeque<(Ticket, Op)> = VecDeque::with_capacity(cfg.window);
-                    let mut bad = 0usize;
-                    let mut check = |c: &mut warpgrid_host::queue::Client, t: Ticket, op: Op| {
-                        let o = c.wait(t).expect("the queue completes every ticket");
-                        bad += usize::from(match (op.write, o) {
-                            (Some(_), Outcome::Ok) => false,
-                            (None, Outcome::Value(v)) => value_version(op.key, v).is_none(),
-                            _ => true,
-                        });
-                    };
-                    barrier.wait();
-                    for &op in mine {
-                        let t = match op.write {
-                            Some(version) => c.put(op.key, &value(op.key, version)),
-                            None => c.get(op.key),
-                        }
-                        .expect("valid operations");
-                        window.push_back((t, op));
-                        if window.len() >= cfg.window {
-                            let (t, op) = window.pop_front().expect("non-empty");
-                            check(&mut c, t, op);
-                        }
-                    }
-                    while let Some((t, op)) = window.pop_front() {
-                        check(&mut c, t, op);
-                    }
-                    bad
-                })
-            })
-            .collect();
-        barrier.wait();
-        let t = Instant::now();
-        for w in workers {
-            bad += w.join().expect("client thread");
+    let (secs, bad) = timed_clients(ops, |mine| {
+        let mut c = queue.client();
+        let mut window: VecDeque<(Ticket, Op)> = VecDeque::with_capacity(cfg.window);
+        let mut bad = 0usize;
+        let mut check = |c: &mut warpgrid_host::queue::Client, t: Ticket, op: Op| {
+            let o = c.wait(t).expect("the queue completes every ticket");
+            bad += usize::from(match (op.write, o) {
+                (Some(_), Outcome::Ok) => false,
+                (None, Outcome::Value(v)) => value_version(op.key, v).is_none(),
+                _ => true,
+            });
+        };
+        for &op in mine {
+            let t = match op.write {
+                Some(version) => c.put(op.key, &value(op.key, version)),
+                None => c.get(op.key),
+            }
+            .expect("valid operations");
+            window.push_back((t, op));
+            if window.len() >= cfg.window {
+                let (t, op) = window.pop_front().expect("non-empty");
+                check(&mut c, t, op);
+            }
         }
-        t.elapsed().as_secs_f64()
+        while let Some((t, op)) = window.pop_front() {
+            check(&mut c, t, op);
+        }
+        bad
     });
     let labels = [("table", "clients")];
     let batches = registry
@@ -212,39 +221,22 @@ fn run_dashmap(cfg: &ClientsBenchConfig, ops: &[Vec<Op>]) -> Result<f64, String>
             map.insert(key, value(key, version));
         }
     }
-    let barrier = Barrier::new(cfg.clients + 1);
-    let mut bad = 0usize;
-    let secs = std::thread::scope(|s| {
-        let workers: Vec<_> = ops
-            .iter()
-            .map(|mine| {
-                let (map, barrier) = (&map, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    let mut bad = 0usize;
-                    for &op in mine {
-                        match op.write {
-                            Some(version) => {
-                                map.insert(op.key, value(op.key, version));
-                            }
-                            None => {
-                                let ok = map
-                                    .get(&op.key)
-                                    .is_some_and(|v| value_version(op.key, &*v).is_some());
-                                bad += usize::from(!ok);
-                            }
-                        }
-                    }
-                    bad
-                })
-            })
-            .collect();
-        barrier.wait();
-        let t = Instant::now();
-        for w in workers {
-            bad += w.join().expect("client thread");
+    let (secs, bad) = timed_clients(ops, |mine| {
+        let mut bad = 0usize;
+        for &op in mine {
+            match op.write {
+                Some(version) => {
+                    map.insert(op.key, value(op.key, version));
+                }
+                None => {
+                    let ok = map
+                        .get(&op.key)
+                        .is_some_and(|v| value_version(op.key, &*v).is_some());
+                    bad += usize::from(!ok);
+                }
+            }
         }
-        t.elapsed().as_secs_f64()
+        bad
     });
     if bad != 0 {
         return Err(format!("{bad} DashMap reads returned a wrong result"));

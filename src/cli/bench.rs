@@ -74,16 +74,7 @@ pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
     let report = kv::run(&device, &cfg, |m| bar.set_message(format!("kv {m}")))
         .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
-    let json = serde_json::to_string_pretty(&serde_json::json!({ "suites": [report] }))?;
-    std::fs::write(&args.out, &json)
-        .with_context(|| format!("{}: cannot write the JSON report", args.out))?;
-    if global.json {
-        println!("{json}");
-    } else {
-        print!("{}", kv::render(&report));
-        println!("JSON report: {}", args.out);
-    }
-    Ok(())
+    emit(global, &args.out, &report, &kv::render(&report))
 }
 
 fn run_clients(
@@ -111,14 +102,18 @@ fn run_clients(
     })
     .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
+    emit(global, &args.out, &report, &clients::render(&report))
+}
+
+/// Writes a suite's JSON report to `out`, and prints it (`--json`) or its text table.
+fn emit(global: &Global, out: &str, report: &impl serde::Serialize, text: &str) -> Result<()> {
     let json = serde_json::to_string_pretty(&serde_json::json!({ "suites": [report] }))?;
-    std::fs::write(&args.out, &json)
-        .with_context(|| format!("{}: cannot write the JSON report", args.out))?;
+    std::fs::write(out, &json).with_context(|| format!("{out}: cannot write the JSON report"))?;
     if global.json {
         println!("{json}");
     } else {
-        print!("{}", clients::render(&report));
-        println!("JSON report: {}", args.out);
+        print!("{text}");
+        println!("JSON report: {out}");
     }
     Ok(())
 }
