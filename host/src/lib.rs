@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod durable;
 pub mod hex;
 pub mod jobs;
 pub mod metrics;

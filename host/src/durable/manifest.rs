@@ -1,0 +1,130 @@
+//! A table directory's manifest: what makes a directory warpgrid's, and the settings a
+//! table must be reopened with.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::WalError;
+
+/// The manifest's file name inside a table directory.
+pub const MANIFEST_FILE: &str = "warpgrid-table.json";
+const FORMAT: &str = "warpgrid-table";
+const VERSION: u32 = 1;
+
+/// What a table directory records about its table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub name: String,
+    pub shards: u32,
+    pub value_bytes: u32,
+}
+
+impl Manifest {
+    pub fn new(name: &str, shards: u32, value_bytes: u32) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            name: name.into(),
+            shards,
+            value_bytes,
+        }
+    }
+
+    /// Opens the table directory `dir` for a table described by `self`. An existing manifest
+    /// must match (else `Conflict`, naming the field); a missing one is written when `create`
+    /// is set and the directory is new or empty. A non-empty directory without a manifest, or
+    /// with one that is not warpgrid's, is `NotWarpgrid`.
+    pub fn open_dir(&self, dir: &Path, create: bool) -> Result<Manifest, WalError> {
+        let path = dir.join(MANIFEST_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let stored: Manifest =
+                    serde_json::from_slice(&bytes).map_err(|e| WalError::NotWarpgrid {
+                        path: path.clone(),
+                        reason: format!("its manifest does not parse: {e}"),
+                    })?;
+                if stored.format != FORMAT || stored.version != VERSION {
+                    return Err(WalError::NotWarpgrid {
+                        path,
+                        reason: format!(
+                            "format {} version {}, expected {FORMAT} version {VERSION}",
+                            stored.format, stored.version
+                        ),
+                    });
+                }
+                let conflict = |field, stored: String, requested: String| WalError::Conflict {
+                    path: path.clone(),
+                    field,
+                    stored,
+                    requested,
+                };
+                if stored.name != self.name {
+                    return Err(conflict("name", stored.name.clone(), self.name.clone()));
+                }
+                if stored.shards != self.shards {
+                    return Err(conflict(
+                        "shards",
+                        stored.shards.to_string(),
+                        self.shards.to_string(),
+                    ));
+                }
+                if stored.value_bytes != self.value_bytes {
+                    return Err(conflict(
+                        "value_bytes",
+                        stored.value_bytes.to_string(),
+                        self.value_bytes.to_string(),
+                    ));
+                }
+                Ok(stored)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let occupied = fs::read_dir(dir)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false);
+                if occupied {
+                    return Err(WalError::NotWarpgrid {
+                        path: dir.to_owned(),
+                        reason: format!("it has files but no {MANIFEST_FILE}"),
+                    });
+                }
+                if !create {
+                    return Err(WalError::NotWarpgrid {
+                        path: dir.to_owned(),
+                        reason: "there is no table here yet (create it first)".into(),
+                    });
+                }
+                self.write(dir)?;
+                Ok(self.clone())
+            }
+            Err(source) => Err(WalError::Io {
+                path,
+                op: "read the manifest",
+                source,
+            }),
+        }
+    }
+
+    /// Writes the manifest atomically: temp file, fsync, rename, fsync the directory.
+    fn write(&self, dir: &Path) -> Result<(), WalError> {
+        let io = |path: PathBuf, op: &'static str| move |source| WalError::Io { path, op, source };
+        fs::create_dir_all(dir).map_err(io(dir.to_owned(), "create the table directory"))?;
+        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
+        let text = serde_json::to_vec_pretty(self).expect("a manifest serialises");
+        let mut f = fs::File::create(&tmp).map_err(io(tmp.clone(), "create the manifest"))?;
+        f.write_all(&text)
+            .map_err(io(tmp.clone(), "write the manifest"))?;
+        f.sync_all()
+            .map_err(io(tmp.clone(), "fsync the manifest"))?;
+        let path = dir.join(MANIFEST_FILE);
+        fs::rename(&tmp, &path).map_err(io(path.clone(), "rename the manifest into place"))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir.to_owned(), "fsync the table directory"))
+    }
+}
