@@ -234,6 +234,16 @@ pub trait TableBackend {
     /// Per-shard statistics, in shard order.
     fn shard_stats(&self, shards: &Self::Shards) -> Vec<ShardStats>;
 
+    /// Visits every entry of shard `shard` (`key`, value bytes), then every link half the
+    /// shard stores (`owner`, `partner`, `strength`), in an unspecified order. For snapshots.
+    fn export_shard(
+        &self,
+        shards: &Self::Shards,
+        shard: usize,
+        entry: &mut dyn FnMut(u64, &[u8]),
+        link: &mut dyn FnMut(u64, u64, f32),
+    );
+
     /// A deep copy of the shards (may fail for lack of memory, hence no `Clone`).
     fn try_clone_shards(&self, shards: &Self::Shards) -> Result<Self::Shards, TableError>;
 

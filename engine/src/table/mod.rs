@@ -120,6 +120,28 @@ impl Table {
         TableStats::from_shards(shards)
     }
 
+    /// Visits every entry of shard `shard` (`key`, value bytes), then every link half it
+    /// stores (`owner`, `partner`, `strength`; each link has one half in each key's shard).
+    /// The order is unspecified. This is what a snapshot records.
+    ///
+    /// # Panics
+    /// If `shard` is not below the table's shard count.
+    pub fn export_shard(
+        &self,
+        shard: usize,
+        mut entry: impl FnMut(u64, &[u8]),
+        mut link: impl FnMut(u64, u64, f32),
+    ) {
+        assert!(
+            shard < self.config.shards as usize,
+            "shard {shard} of {}",
+            self.config.shards
+        );
+        match (&self.device, self.shards()) {
+            (Device::Cpu(d), Shards::Cpu(s)) => d.export_shard(s, shard, &mut entry, &mut link),
+        }
+    }
+
     /// A deep copy of the table on the same device.
     pub fn try_clone(&self) -> Result<Table, TableError> {
         let shards = match (&self.device, self.shards()) {
@@ -220,6 +242,22 @@ mod test {
             Err(TableError::NoSuchTable { .. })
         ));
         assert_eq!(tables.names().count(), 0);
+        let mut b = Batch::new(8);
+        b.put(5, &[5; 8]).unwrap();
+        b.put(6, &[6; 8]).unwrap();
+        b.link(5, 6, 0.25).unwrap();
+        let t = tables.create(TableConfig::new("e").with_shards(1)).unwrap();
+        t.apply(&b).unwrap();
+        let (mut entries, mut halves) = (Vec::new(), Vec::new());
+        t.export_shard(
+            0,
+            |k, v| entries.push((k, v[0])),
+            |a, b, s| halves.push((a, b, s)),
+        );
+        entries.sort_unstable();
+        halves.sort_by_key(|h| h.0);
+        assert_eq!(entries, [(5, 5), (6, 6)]);
+        assert_eq!(halves, [(5, 6, 0.25), (6, 5, 0.25)]);
         assert!(matches!(
             tables.create(TableConfig::new("x").with_shards(0)),
             Err(TableError::InvalidConfig {

@@ -27,6 +27,16 @@ pub enum WalError {
         stored: String,
         requested: String,
     },
+    /// A snapshot whose checksum or layout is wrong: never skipped, always an error.
+    #[error("{}: corrupt snapshot ({reason}); restore it from a backup or remove the table directory", path.display())]
+    CorruptSnapshot { path: PathBuf, reason: String },
+    /// The table refused a batch (nothing of it was applied or logged).
+    #[error(transparent)]
+    Table(#[from] warpgrid_engine::TableError),
+    /// An earlier write failed after the batch was applied in memory; the table takes no more
+    /// writes until reopened (reads still work).
+    #[error("the table takes no more writes after an earlier failure ({0}); reopen it")]
+    Poisoned(String),
     /// A setting that does not parse.
     #[error("invalid {field}: {reason}")]
     InvalidSetting { field: &'static str, reason: String },

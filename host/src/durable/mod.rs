@@ -2,20 +2,23 @@
 //! per-shard WAL file that recovers its intact prefix, fsync policies, and the table
 //! directory's manifest.
 //!
-//! Not yet wired into tables: durable tables (`--dir`), group commit through the queue,
-//! snapshots, recovery and `kv checkpoint` come with the rest of the durability issue; see
-//! `docs/durability.md` for the design these pieces serve.
+//! [`DurableTable`] puts them together: write-ahead logging with group commit per batch,
+//! snapshots, and recovery. See `docs/durability.md` for the design and what is still missing.
 
 mod error;
 mod manifest;
 mod policy;
 mod record;
+mod snapshot;
+mod table;
 mod wal;
 
 pub use error::WalError;
 pub use manifest::{MANIFEST_FILE, Manifest};
 pub use policy::FsyncPolicy;
 pub use record::{HEADER_BYTES, Record, WalOp, decode_prefix, encode};
+pub use snapshot::ShardImage;
+pub use table::{DurableOptions, DurableTable, RecoveryReport};
 pub use wal::{ShardWal, TailReport};
 
 #[cfg(test)]

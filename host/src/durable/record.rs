@@ -8,10 +8,12 @@
 //!     16     1  op       0 put, 2 delete, 3 link, 4 unlink, 128 commit
 //!     17     8  key
 //!     25     n  payload  put: the value; link: partner u64 + strength f32; unlink: partner
-//!                        u64; delete: none; commit: shards the batch wrote to, u32
+//!                        u64; delete: none; commit: shards the batch wrote to u32, then
+//!                        operations in the batch u32
 //! ```
-//! A commit record ends a batch in every shard WAL the batch wrote to (its key is the batch
-//! number), so recovery can tell a batch that reached every shard from one cut short.
+//! A commit record ends a batch in every shard WAL the batch wrote to. Its key is the batch's
+//! first sequence number (the batch's operations have `seq` base..base + operations), so
+//! recovery can tell a batch that reached every shard from one cut short.
 
 use std::mem::size_of;
 
@@ -54,7 +56,7 @@ impl WalOp {
             WalOp::Delete => 0,
             WalOp::Link => size_of::<u64>() + size_of::<f32>(),
             WalOp::Unlink => size_of::<u64>(),
-            WalOp::Commit => size_of::<u32>(),
+            WalOp::Commit => 2 * size_of::<u32>(),
         }
     }
 }

@@ -111,6 +111,19 @@ impl ShardWal {
             .map_err(io(&self.path, "fsync the WAL"))
     }
 
+    /// Cuts the WAL back to its first `len` bytes, durably (undoing an append, or dropping
+    /// records recovery will not replay).
+    pub fn truncate_to(&mut self, len: u64) -> Result<(), WalError> {
+        self.file
+            .set_len(len)
+            .map_err(io(&self.path, "cut the WAL back"))?;
+        self.file
+            .sync_all()
+            .map_err(io(&self.path, "sync the WAL after cutting it back"))?;
+        self.len = len;
+        Ok(())
+    }
+
     /// Empties the WAL durably (after a checkpoint made its records redundant).
     pub fn truncate(&mut self) -> Result<(), WalError> {
         self.file

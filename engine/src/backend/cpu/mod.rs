@@ -233,6 +233,16 @@ impl TableBackend for CpuDevice {
             .collect()
     }
 
+    fn export_shard(
+        &self,
+        shards: &CpuShards,
+        shard: usize,
+        entry: &mut dyn FnMut(u64, &[u8]),
+        link: &mut dyn FnMut(u64, u64, f32),
+    ) {
+        shards.shards[shard].export(entry, link);
+    }
+
     fn try_clone_shards(&self, shards: &CpuShards) -> Result<CpuShards, TableError> {
         let bytes: u64 = shards.shards.iter().map(CpuShard::bytes).sum();
         self.reserve(bytes)?;

@@ -397,6 +397,20 @@ impl CpuShard {
         Some(halves)
     }
 
+    /// Visits every entry, then every link half.
+    pub fn export(&self, entry: &mut dyn FnMut(u64, &[u8]), link: &mut dyn FnMut(u64, u64, f32)) {
+        for (slot, &k) in self.keys.iter().enumerate() {
+            if k != EMPTY_KEY && k != TOMBSTONE_KEY {
+                entry(k, bytemuck::cast_slice(self.value(slot)));
+            }
+        }
+        for (&owner, halves) in &self.links {
+            for h in halves {
+                link(owner, h.partner, h.strength);
+            }
+        }
+    }
+
     /// The halves owned by `owner`.
     pub fn links_of(&self, owner: u64) -> &[LinkHalf] {
         self.links.get(&owner).map_or(&[], Vec::as_slice)
