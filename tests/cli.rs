@@ -230,19 +230,85 @@ fn batches_before_a_bad_line_stand_and_its_own_batch_is_not_applied() {
 }
 
 #[test]
-fn durable_options_are_refused_until_durability_exists() {
-    let o = run(&["kv", "apply", "--dir", "/tmp/x", "--table", "t", "-"]);
+fn durable_tables_need_create_and_keep_their_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = run(&["kv", "apply", "--dir", d, "--table", "t", "-"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("--dir /tmp/x: durable tables are not available"),
+        stderr(&o).contains("no table here; add --create"),
         "{}",
         stderr(&o)
     );
+    let ops = write(
+        dir.path(),
+        "ops.txt",
+        "put 7 0011223344556677\nlink 7 8 0.5\n",
+    );
+    let o = run(&[
+        "kv", "apply", "--dir", d, "--table", "t", "--create", "--shards", "3", &ops,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let get = write(
+        dir.path(),
+        "get.txt",
+        "get 7\nrelated 7 0 5\nput 8 ffeeddccbbaa9988\nrelated 7 0 5\n",
+    );
+    let o = run(&["kv", "apply", "--dir", d, "--table", "t", &get]);
+    assert_eq!(
+        stdout(&o),
+        "value 0011223344556677\nrelated 0011223344556677\nok\nrelated 0011223344556677 8:0.500000:ffeeddccbbaa9988\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "kv",
+        "stats",
+        "--dir",
+        d,
+        "--table",
+        "t",
+        "--value-bytes",
+        "16",
+    ]);
+    assert!(
+        stderr(&o).contains("created with value_bytes = 8, not 16"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["kv", "checkpoint", "--dir", d, "--table", "t"]);
+    assert!(
+        stdout(&o).contains("checkpointed") && stdout(&o).contains("2 items"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["--json", "kv", "stats", "--dir", d, "--table", "t"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["items"].as_u64(), v["shards"].as_array().unwrap().len()),
+        (Some(2), 3)
+    );
+    assert_eq!(v["wal_bytes"], serde_json::json!([0, 0, 0]));
+    assert!(v["recovery"]["snapshot_entries"].as_u64().unwrap() == 2);
     let o = run(&["kv", "apply", "--fsync", "always", "-"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--fsync always"));
+    assert!(
+        stderr(&o).contains("--fsync always: an fsync policy applies to durable tables"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "kv",
+        "apply",
+        "--dir",
+        d,
+        "--table",
+        "t",
+        "--fsync",
+        "sometimes",
+        "-",
+    ]);
+    assert!(stderr(&o).contains("invalid fsync"), "{}", stderr(&o));
     let o = run(&["kv", "stats"]);
-    assert!(!o.status.success());
     assert!(stderr(&o).contains("kv stats needs a table"));
 }
 

@@ -216,5 +216,42 @@ fn conflicting_settings_and_foreign_directories_are_refused() {
         &options,
     )
     .unwrap_err();
-    assert!(err.to_string().contains("no table here yet"), "{err}");
+    assert!(
+        err.to_string().contains("no table here; add --create"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wal_past_the_threshold_checkpoints_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = DurableOptions {
+        create: true,
+        checkpoint_bytes: 4 << 10,
+        ..DurableOptions::default()
+    };
+    let mut model = Model::new(SHARDS, VB, 0.8, 16);
+    {
+        let mut t =
+            DurableTable::open(dir.path(), &Device::cpu().unwrap(), config(), &options).unwrap();
+        let mut rng = Rng::new(3);
+        for _ in 0..30 {
+            let ops = random_ops(&mut rng, 100);
+            t.apply(&batch_of(VB, &ops)).unwrap();
+            model.apply_all(&ops);
+            assert!(
+                t.wal_bytes().iter().all(|&w| w <= 4 << 10),
+                "{:?}",
+                t.wal_bytes()
+            );
+        }
+        assert!(
+            t.last_checkpoint().is_some(),
+            "no automatic checkpoint happened"
+        );
+    }
+    assert!(dir.path().join("shard-0000.snap").exists());
+    let mut t = open(dir.path(), false);
+    assert!(t.recovery().snapshot_entries > 0);
+    assert_same(&mut t, &model, "after automatic checkpoints");
 }

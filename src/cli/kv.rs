@@ -1,7 +1,8 @@
-//! `warpgrid kv apply` and `warpgrid kv stats`: ops files against a shard table.
+//! `warpgrid kv apply`, `kv stats` and `kv checkpoint`: ops files against a shard table.
 //!
-//! Until durable tables land, a table lives in memory for one command, and `--dir` (and the
-//! options only a durable table has) are refused rather than ignored.
+//! With `--dir D --table T` the table lives durably in `D/T` (SPEC §1.3): results of a batch
+//! are printed only once the batch is durable under the fsync policy. Without `--dir` the
+//! table lives in memory for the one command.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -9,6 +10,9 @@ use std::io::{self, IsTerminal, Read, Write};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
+use std::path::Path;
+
+use warpgrid::host::durable::{DurableOptions, DurableTable, FsyncPolicy, Manifest};
 use warpgrid::host::{OpsReader, write_outcome};
 use warpgrid::{Batch, Table, TableConfig, TableStats};
 
@@ -20,58 +24,112 @@ pub enum KvCmd {
     Apply(ApplyArgs),
     /// Prints a table's statistics (for an in-memory table: after applying an ops file).
     Stats(StatsArgs),
+    /// Writes a durable table's snapshots and empties its WALs.
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    table: TableArgs,
 }
 
 /// Which table, and how to create it.
 #[derive(Debug, Args)]
 pub struct TableArgs {
-    /// Data directory of a durable table (not available yet: durability has its own issue).
+    /// Data directory: the table lives durably in DIR/TABLE (created with --create).
     #[arg(long)]
     dir: Option<String>,
     /// Table name, [a-z0-9_-]{1,64}.
     #[arg(long, default_value = "main")]
     table: String,
-    /// Create the table (an in-memory table is always created).
+    /// Create the table if it does not exist (an in-memory table is always created).
     #[arg(long)]
     create: bool,
-    /// Shards, 1..=1024.
-    #[arg(long, default_value_t = TableConfig::DEFAULT_SHARDS)]
-    shards: u32,
-    /// Bytes per value: a multiple of 4 in 4..=256.
-    #[arg(long, default_value_t = TableConfig::DEFAULT_VALUE_BYTES)]
-    value_bytes: u32,
+    /// Shards, 1..=1024 (default 24; a durable table's own when omitted).
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Bytes per value: a multiple of 4 in 4..=256 (default 8; a durable table's own when omitted).
+    #[arg(long)]
+    value_bytes: Option<u32>,
     /// Expected number of keys (sizes the shards up front).
     #[arg(long, default_value_t = 0)]
     capacity: u64,
     /// Load factor at which a shard doubles, 0.5..=0.95.
     #[arg(long, default_value_t = TableConfig::DEFAULT_MAX_LOAD)]
     max_load: f64,
-    /// fsync policy of a durable table: always, interval=<ms> or never.
+    /// fsync policy of a durable table: always (default), interval=<ms> or never.
     #[arg(long)]
     fsync: Option<String>,
+    /// Checkpoint a durable table when a shard's WAL passes this many bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    checkpoint_bytes: u64,
+}
+
+/// The table a command works on: in memory for the command, or durable in a directory.
+pub enum Target {
+    Memory(Table),
+    Durable(Box<DurableTable>),
+}
+
+impl Target {
+    fn value_bytes(&self) -> usize {
+        self.table().value_bytes()
+    }
+
+    fn table(&self) -> &Table {
+        match self {
+            Target::Memory(t) => t,
+            Target::Durable(d) => d.table(),
+        }
+    }
+
+    fn apply(&mut self, batch: &Batch) -> Result<warpgrid::BatchResults> {
+        Ok(match self {
+            Target::Memory(t) => t.apply(batch).context("applying a batch")?,
+            Target::Durable(d) => d.apply(batch).context("applying a batch")?,
+        })
+    }
 }
 
 impl TableArgs {
-    /// The in-memory table these arguments describe, refusing what needs durability.
-    fn create_table(&self, global: &Global) -> Result<Table> {
-        if let Some(dir) = &self.dir {
-            bail!(
-                "--dir {dir}: durable tables are not available in this version of warpgrid; \
-                 omit --dir to run on an in-memory table that lives for this command"
-            );
-        }
-        if let Some(policy) = &self.fsync {
-            bail!(
-                "--fsync {policy}: an fsync policy applies to durable tables (--dir), which are not available yet"
-            );
-        }
-        let config = TableConfig::new(self.table.clone())
-            .with_shards(self.shards)
-            .with_value_bytes(self.value_bytes)
+    fn config(&self, stored: Option<&Manifest>) -> TableConfig {
+        let shards = self
+            .shards
+            .or(stored.map(|m| m.shards))
+            .unwrap_or(TableConfig::DEFAULT_SHARDS);
+        let value_bytes = self
+            .value_bytes
+            .or(stored.map(|m| m.value_bytes))
+            .unwrap_or(TableConfig::DEFAULT_VALUE_BYTES);
+        TableConfig::new(self.table.clone())
+            .with_shards(shards)
+            .with_value_bytes(value_bytes)
             .with_capacity(self.capacity)
-            .with_max_load(self.max_load);
+            .with_max_load(self.max_load)
+    }
+
+    /// The table these arguments name: durable in `--dir`, else in memory for this command.
+    fn open(&self, global: &Global) -> Result<Target> {
         let device = global.device()?;
-        Table::create(&device, config).context("creating the table")
+        let Some(dir) = &self.dir else {
+            if let Some(policy) = &self.fsync {
+                bail!("--fsync {policy}: an fsync policy applies to durable tables; add --dir");
+            }
+            return Ok(Target::Memory(
+                Table::create(&device, self.config(None)).context("creating the table")?,
+            ));
+        };
+        let path = Path::new(dir).join(&self.table);
+        let stored = Manifest::read(&path)?;
+        let fsync: FsyncPolicy = self.fsync.as_deref().unwrap_or("always").parse()?;
+        let options = DurableOptions {
+            fsync,
+            checkpoint_bytes: self.checkpoint_bytes,
+            create: self.create,
+        };
+        let table = DurableTable::open(&path, &device, self.config(stored.as_ref()), &options)?;
+        Ok(Target::Durable(Box::new(table)))
     }
 }
 
@@ -98,6 +156,7 @@ pub fn run(global: &Global, cmd: KvCmd) -> Result<()> {
     match cmd {
         KvCmd::Apply(args) => apply(global, &args),
         KvCmd::Stats(args) => stats(global, &args),
+        KvCmd::Checkpoint(args) => checkpoint(global, &args),
     }
 }
 
@@ -122,7 +181,7 @@ fn is_regular_stdin() -> bool {
 
 /// Applies every batch of `input` to `table`, handing each batch's results to `each`.
 fn apply_all(
-    table: &mut Table,
+    table: &mut Target,
     input: &str,
     batch_limit: usize,
     mut each: impl FnMut(&Batch, &warpgrid::BatchResults) -> Result<()>,
@@ -130,12 +189,13 @@ fn apply_all(
     let (reader, name, interactive) = open_input(input)?;
     let mut reader = OpsReader::new(reader, name, table.value_bytes(), batch_limit)
         .end_batches_on_pause(interactive);
-    let mut batch = table.batch();
+    let mut batch = table.table().batch();
     loop {
         // A batch with a bad line is never applied: parsing fails before `apply`.
         let more = reader.next_batch(&mut batch)?;
         if !batch.is_empty() {
-            let results = table.apply(&batch).context("applying a batch")?;
+            // Durable tables return only once the batch is durable under their fsync policy.
+            let results = table.apply(&batch)?;
             each(&batch, &results)?;
         }
         if !more {
@@ -148,7 +208,7 @@ fn apply(global: &Global, args: &ApplyArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch 0: a batch needs at least one operation");
     }
-    let mut table = args.table.create_table(global)?;
+    let mut table = args.table.open(global)?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut text = String::new();
@@ -165,20 +225,56 @@ fn apply(global: &Global, args: &ApplyArgs) -> Result<()> {
 }
 
 fn stats(global: &Global, args: &StatsArgs) -> Result<()> {
-    let mut table = args.table.create_table(global)?;
-    match &args.input {
-        Some(input) => apply_all(&mut table, input, 1 << 16, |_, _| Ok(()))?,
-        None => bail!(
-            "kv stats needs a table: durable tables (--dir) are not available yet, so give an \
-             ops file to build an in-memory table and report its statistics"
+    let mut table = args.table.open(global)?;
+    match (&args.input, &table) {
+        (Some(input), _) => apply_all(&mut table, input, 1 << 16, |_, _| Ok(()))?,
+        (None, Target::Durable(_)) => {}
+        (None, Target::Memory(_)) => bail!(
+            "kv stats needs a table: give --dir for a durable table, or an ops file to build an \
+             in-memory table and report its statistics"
         ),
     }
-    let st = table.stats();
+    let st = table.table().stats();
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&stats_json(&st))?);
+        let mut json = stats_json(&st);
+        if let Target::Durable(d) = &table {
+            json["wal_bytes"] = serde_json::json!(d.wal_bytes());
+            json["recovery"] = serde_json::to_value(d.recovery())?;
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", render_stats(table.name(), &st));
+        print!("{}", render_stats(table.table().name(), &st));
+        if let Target::Durable(d) = &table {
+            let r = d.recovery();
+            println!(
+                "durable in {}: WAL {} bytes in all; opened from {} snapshot entries and {} WAL records \
+                 ({} batches replayed, {} incomplete batches and {} bytes cut) in {:.3} s",
+                d.dir().display(),
+                d.wal_bytes().iter().sum::<u64>(),
+                r.snapshot_entries,
+                r.wal_records,
+                r.batches_replayed,
+                r.batches_dropped,
+                r.dropped_bytes,
+                r.seconds
+            );
+        }
     }
+    Ok(())
+}
+
+fn checkpoint(global: &Global, args: &CheckpointArgs) -> Result<()> {
+    let mut target = args.table.open(global)?;
+    let Target::Durable(table) = &mut target else {
+        bail!("kv checkpoint needs a durable table: give --dir D --table T");
+    };
+    let before: u64 = table.wal_bytes().iter().sum();
+    table.checkpoint()?;
+    println!(
+        "checkpointed {}: {} items in snapshots, {before} WAL bytes released",
+        table.dir().display(),
+        table.stats().items
+    );
     Ok(())
 }
 

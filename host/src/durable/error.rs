@@ -13,6 +13,9 @@ pub enum WalError {
         #[source]
         source: std::io::Error,
     },
+    /// No table in this directory, and it was not asked to create one.
+    #[error("{}: no table here; add --create (or DurableOptions::create) to create it", path.display())]
+    NoTable { path: PathBuf },
     /// A directory that holds files but no warpgrid manifest.
     #[error("{}: not a warpgrid table directory ({reason}); use an empty or new directory", path.display())]
     NotWarpgrid { path: PathBuf, reason: String },

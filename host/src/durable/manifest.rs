@@ -36,6 +36,27 @@ impl Manifest {
         }
     }
 
+    /// The manifest of `dir`, if it has one (it is not checked against anything here).
+    pub fn read(dir: &Path) -> Result<Option<Manifest>, WalError> {
+        let path = dir.join(MANIFEST_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| WalError::NotWarpgrid {
+                        path,
+                        reason: format!("its manifest does not parse: {e}"),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(WalError::Io {
+                path,
+                op: "read the manifest",
+                source,
+            }),
+        }
+    }
+
     /// Opens the table directory `dir` for a table described by `self`. An existing manifest
     /// must match (else `Conflict`, naming the field); a missing one is written when `create`
     /// is set and the directory is new or empty. A non-empty directory without a manifest, or
@@ -65,7 +86,7 @@ impl Manifest {
                     requested,
                 };
                 if stored.name != self.name {
-                    return Err(conflict("name", stored.name.clone(), self.name.clone()));
+                    return Err(conflict("name", stored.name, self.name.clone()));
                 }
                 if stored.shards != self.shards {
                     return Err(conflict(
@@ -94,9 +115,8 @@ impl Manifest {
                     });
                 }
                 if !create {
-                    return Err(WalError::NotWarpgrid {
+                    return Err(WalError::NoTable {
                         path: dir.to_owned(),
-                        reason: "there is no table here yet (create it first)".into(),
                     });
                 }
                 self.write(dir)?;
@@ -122,7 +142,7 @@ impl Manifest {
         f.sync_all()
             .map_err(io(tmp.clone(), "fsync the manifest"))?;
         let path = dir.join(MANIFEST_FILE);
-        fs::rename(&tmp, &path).map_err(io(path.clone(), "rename the manifest into place"))?;
+        fs::rename(&tmp, &path).map_err(io(path, "rename the manifest into place"))?;
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir.to_owned(), "fsync the table directory"))

@@ -233,7 +233,7 @@ fn the_manifest_guards_the_directory() {
     let t = dir.path().join("t");
     let m = Manifest::new("t", 24, 8);
     let missing = m.open_dir(&t, false).unwrap_err().to_string();
-    assert!(missing.contains("no table here yet"), "{missing}");
+    assert!(missing.contains("no table here; add --create"), "{missing}");
     assert_eq!(m.open_dir(&t, true).unwrap(), m);
     assert_eq!(m.open_dir(&t, false).unwrap(), m);
     let err = Manifest::new("t", 12, 8)
