@@ -2,6 +2,7 @@
 //! `warpgrid bench` prints them; `benches/` drives the same code under criterion.
 
 pub mod clients;
+pub mod durable;
 pub mod kv;
 
 /// The median of some timings (seconds).

@@ -32,6 +32,12 @@ pub struct BenchArgs {
     /// `--window` single operations in flight through the submission queue (YCSB-B).
     #[arg(long)]
     clients: Option<usize>,
+    /// Measure durable PUT batches (fsync always) against a minimal WAL loop instead.
+    #[arg(long)]
+    durable: bool,
+    /// Directory for the durable bench's files (default: the system temp directory).
+    #[arg(long)]
+    dir: Option<String>,
     /// Operations each client keeps in flight (with --clients).
     #[arg(long, default_value_t = 256)]
     window: usize,
@@ -58,6 +64,25 @@ pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
     let device = global.device()?;
     if let Some(clients) = args.clients {
         return run_clients(global, args, &device, clients);
+    }
+    if args.durable {
+        use warpgrid::bench::durable::{self, DurableBenchConfig};
+        let cfg = if args.quick {
+            DurableBenchConfig::quick()
+        } else {
+            DurableBenchConfig::full()
+        };
+        let work = args
+            .dir
+            .as_ref()
+            .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+        let bar = progress::spinner();
+        let report = durable::run(&device, &cfg, &work, |m| {
+            bar.set_message(format!("kv --durable {m}"))
+        })
+        .map_err(anyhow::Error::msg)?;
+        bar.finish_and_clear();
+        return emit(global, &args.out, &report, &durable::render(&report));
     }
     let mut cfg = if args.quick {
         KvBenchConfig::quick()

@@ -10,6 +10,7 @@ mod manifest;
 mod policy;
 mod record;
 mod snapshot;
+mod syncer;
 mod table;
 mod wal;
 

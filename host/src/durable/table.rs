@@ -23,6 +23,7 @@ use warpgrid_engine::{Batch, BatchResults, Device, OpCode, Table, TableConfig, T
 
 use super::record::{HEADER_BYTES, Record, WalOp, encode};
 use super::snapshot::{self, ShardImage};
+use super::syncer::SyncPool;
 use super::{FsyncPolicy, Manifest, ShardWal, TailReport, WalError};
 
 /// How a durable table is opened.
@@ -75,6 +76,7 @@ pub struct DurableTable {
     poisoned: Option<String>,
     recovery: RecoveryReport,
     last_checkpoint: Option<SystemTime>,
+    syncer: SyncPool,
 }
 
 fn wal_path(dir: &Path, s: usize) -> PathBuf {
@@ -239,6 +241,7 @@ impl DurableTable {
             poisoned: None,
             recovery: report,
             last_checkpoint: None,
+            syncer: SyncPool::new(shards.min(32)),
         })
     }
 
@@ -379,23 +382,24 @@ impl DurableTable {
         } else {
             &all
         };
-        let mut targets: Vec<&mut ShardWal> = self
-            .wals
-            .iter_mut()
-            .enumerate()
-            .filter(|(s, _)| which.contains(s))
-            .map(|(_, w)| w)
+        let targets: Vec<usize> = (0..self.wals.len()).filter(|s| which.contains(s)).collect();
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|&s| self.wals[s].sync_handle())
             .collect();
-        let results: Vec<Result<(), WalError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = targets
-                .iter_mut()
-                .map(|w| scope.spawn(move || w.sync()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("fsync thread"))
-                .collect()
-        });
+        let results: Vec<Result<(), WalError>> = self
+            .syncer
+            .sync_all(&handles)
+            .into_iter()
+            .zip(&targets)
+            .map(|(r, &s)| {
+                r.map_err(|source| WalError::Io {
+                    path: self.wals[s].path().to_owned(),
+                    op: "fsync the WAL",
+                    source,
+                })
+            })
+            .collect();
         if let Some(e) = results.into_iter().find_map(Result::err) {
             self.poisoned = Some(e.to_string());
             return Err(e);

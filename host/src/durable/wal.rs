@@ -27,6 +27,8 @@ pub struct TailReport {
 pub struct ShardWal {
     path: PathBuf,
     file: File,
+    /// A second handle on the same file, for fsyncs from another thread.
+    sync_handle: std::sync::Arc<File>,
     len: u64,
 }
 
@@ -72,10 +74,15 @@ impl ShardWal {
             file.sync_all()
                 .map_err(io(path, "sync the WAL after cutting its tail"))?;
         }
+        let sync_handle = std::sync::Arc::new(
+            file.try_clone()
+                .map_err(io(path, "open the WAL for fsync"))?,
+        );
         Ok((
             ShardWal {
                 path: path.to_owned(),
                 file,
+                sync_handle,
                 len: valid as u64,
             },
             report,
@@ -102,6 +109,11 @@ impl ShardWal {
             .map_err(io(&self.path, "append to the WAL"))?;
         self.len += encoded.len() as u64;
         Ok(())
+    }
+
+    /// A handle for fsyncing this WAL from another thread.
+    pub(crate) fn sync_handle(&self) -> std::sync::Arc<File> {
+        std::sync::Arc::clone(&self.sync_handle)
     }
 
     /// Forces the appended bytes to the disk.

@@ -1,0 +1,254 @@
+//! Durable PUT (SPEC §7 row 3): batches of PUTs into a durable table with `fsync = always`,
+//! beside the same batches written by a minimal loop (the same WAL records, one write and one
+//! fsync per batch, into one file): the cost of durability against its limit. Also the time
+//! to reopen (recover) a table of many keys from its WALs and from its snapshots.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+use warpgrid_host::durable::{DurableOptions, DurableTable, FsyncPolicy, Record, WalOp, encode};
+
+use crate::workload::{uniform_keys, value_of};
+use crate::{Batch, Device, TableConfig};
+
+#[derive(Debug, Clone)]
+pub struct DurableBenchConfig {
+    pub batches: usize,
+    pub batch_ops: usize,
+    pub shards: u32,
+    pub recovery_keys: usize,
+    pub repeats: usize,
+}
+
+impl DurableBenchConfig {
+    pub fn full() -> Self {
+        DurableBenchConfig {
+            batches: 200,
+            batch_ops: 4096,
+            shards: 24,
+            recovery_keys: 4_000_000,
+            repeats: 3,
+        }
+    }
+
+    pub fn quick() -> Self {
+        DurableBenchConfig {
+            batches: 40,
+            batch_ops: 1024,
+            recovery_keys: 200_000,
+            repeats: 1,
+            ..Self::full()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DurableReport {
+    pub bench: &'static str,
+    pub batches: usize,
+    pub batch_ops: usize,
+    pub shards: u32,
+    pub device: String,
+    pub warpgrid_batches_per_s: f64,
+    pub limit_batches_per_s: f64,
+    pub ratio: f64,
+    pub bar: f64,
+    pub bar_met: bool,
+    pub recovery_keys: usize,
+    pub recovery_from_wal_s: f64,
+    pub recovery_from_snapshots_s: f64,
+}
+
+fn batches(cfg: &DurableBenchConfig, seed: u64) -> Vec<Batch> {
+    let keys = uniform_keys(cfg.batches * cfg.batch_ops, seed);
+    keys.chunks(cfg.batch_ops)
+        .map(|c| {
+            let mut b = Batch::with_capacity(8, c.len());
+            for &k in c {
+                b.put(k, &value_of(k)).expect("valid keys");
+            }
+            b
+        })
+        .collect()
+}
+
+fn io(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Seconds for warpgrid to apply `batches` durably in a fresh table under `dir`.
+fn run_warpgrid(
+    device: &Device,
+    dir: &Path,
+    shards: u32,
+    batches: &[Batch],
+) -> Result<f64, String> {
+    let options = DurableOptions {
+        fsync: FsyncPolicy::Always,
+        create: true,
+        checkpoint_bytes: u64::MAX,
+    };
+    let mut t = DurableTable::open(
+        dir,
+        device,
+        TableConfig::new("bench").with_shards(shards),
+        &options,
+    )
+    .map_err(io)?;
+    let start = Instant::now();
+    for b in batches {
+        t.apply(b).map_err(io)?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Seconds for the minimal loop: encode each batch's records, one write, one fsync.
+fn run_limit(path: &Path, batches: &[Batch]) -> Result<f64, String> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    let mut buf = Vec::new();
+    let mut seq = 0u64;
+    let start = Instant::now();
+    for b in batches {
+        buf.clear();
+        for i in 0..b.len() {
+            encode(
+                &Record {
+                    seq,
+                    op: WalOp::Put,
+                    key: b.keys()[i],
+                    payload: b.put_value_bytes(i),
+                },
+                &mut buf,
+            );
+            seq += 1;
+        }
+        f.write_all(&buf).map_err(io)?;
+        f.sync_data().map_err(io)?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Seconds to reopen a table of `keys` keys from its WALs, then (after a checkpoint) from
+/// its snapshots.
+fn run_recovery(
+    device: &Device,
+    dir: &Path,
+    cfg: &DurableBenchConfig,
+) -> Result<(f64, f64), String> {
+    let keys = uniform_keys(cfg.recovery_keys, 99);
+    let config = TableConfig::new("recover").with_shards(cfg.shards);
+    {
+        let options = DurableOptions {
+            fsync: FsyncPolicy::Never,
+            create: true,
+            checkpoint_bytes: u64::MAX,
+        };
+        let mut t = DurableTable::open(dir, device, config.clone(), &options).map_err(io)?;
+        for c in keys.chunks(1 << 16) {
+            let mut b = Batch::with_capacity(8, c.len());
+            for &k in c {
+                b.put(k, &value_of(k)).map_err(io)?;
+            }
+            t.apply(&b).map_err(io)?;
+        }
+        t.sync().map_err(io)?;
+    }
+    let options = DurableOptions::default();
+    let start = Instant::now();
+    let mut t = DurableTable::open(dir, device, config.clone(), &options).map_err(io)?;
+    let from_wal = start.elapsed().as_secs_f64();
+    if t.stats().items != keys.len() as u64 {
+        return Err(format!(
+            "recovered {} of {} keys",
+            t.stats().items,
+            keys.len()
+        ));
+    }
+    t.checkpoint().map_err(io)?;
+    drop(t);
+    let start = Instant::now();
+    let t = DurableTable::open(dir, device, config, &options).map_err(io)?;
+    let from_snap = start.elapsed().as_secs_f64();
+    if t.stats().items != keys.len() as u64 {
+        return Err(format!(
+            "recovered {} of {} keys from snapshots",
+            t.stats().items,
+            keys.len()
+        ));
+    }
+    Ok((from_wal, from_snap))
+}
+
+/// Runs the bench in fresh directories under `work` (on the disk being measured).
+pub fn run(
+    device: &Device,
+    cfg: &DurableBenchConfig,
+    work: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<DurableReport, String> {
+    let (mut ours, mut limit) = (Vec::new(), Vec::new());
+    for r in 0..cfg.repeats {
+        let bs = batches(cfg, 7 + r as u64);
+        let dir = work.join(format!("warpgrid-durable-bench-{r}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        progress(&format!("run {}/{}: warpgrid", r + 1, cfg.repeats));
+        ours.push(run_warpgrid(device, &dir.join("t"), cfg.shards, &bs)?);
+        progress(&format!("run {}/{}: minimal WAL loop", r + 1, cfg.repeats));
+        limit.push(run_limit(&dir.join("limit.wal"), &bs)?);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    progress("recovery");
+    let dir = work.join("warpgrid-durable-bench-recovery");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (from_wal, from_snap) = run_recovery(device, &dir, cfg)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let n = cfg.batches as f64;
+    let (w, l) = (n / super::median(&ours), n / super::median(&limit));
+    Ok(DurableReport {
+        bench: "kv-durable",
+        batches: cfg.batches,
+        batch_ops: cfg.batch_ops,
+        shards: cfg.shards,
+        device: device.describe(),
+        warpgrid_batches_per_s: w,
+        limit_batches_per_s: l,
+        ratio: w / l,
+        bar: 0.8,
+        bar_met: w / l >= 0.8,
+        recovery_keys: cfg.recovery_keys,
+        recovery_from_wal_s: from_wal,
+        recovery_from_snapshots_s: from_snap,
+    })
+}
+
+pub fn render(r: &DurableReport) -> String {
+    format!(
+        "kv durable: {} batches of {} PUTs (u64 -> 8 B), fsync always, {} shards\n\
+         device: {}\n\
+         warpgrid        {:>9.1} batches/s ({:.0} PUT/s)\n\
+         minimal WAL     {:>9.1} batches/s (same records, one write + one fsync per batch, one file)\n\
+         warpgrid / limit {:.2}x;  bar >= {:.1}x: {}\n\
+         recovery of {} keys: {:.3} s from WALs, {:.3} s from snapshots\n",
+        r.batches,
+        r.batch_ops,
+        r.shards,
+        r.device,
+        r.warpgrid_batches_per_s,
+        r.warpgrid_batches_per_s * r.batch_ops as f64,
+        r.limit_batches_per_s,
+        r.ratio,
+        r.bar,
+        if r.bar_met { "met" } else { "NOT met" },
+        r.recovery_keys,
+        r.recovery_from_wal_s,
+        r.recovery_from_snapshots_s
+    )
+}
