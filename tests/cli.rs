@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::Rng;
-use common::model::{Expect, Model, Op};
+use common::model::{Model, Op};
+use common::{Rng, hex, result_line};
 
 fn warpgrid() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warpgrid"));
@@ -30,28 +30,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).expect("utf-8 output")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The result line SPEC §5 defines for an expected outcome.
-fn line_of(e: &Expect) -> String {
-    match e {
-        Expect::Ok => "ok".into(),
-        Expect::Value(v) => format!("value {}", hex(v)),
-        Expect::Missing => "missing".into(),
-        Expect::Deleted => "deleted".into(),
-        Expect::Absent => "absent".into(),
-        Expect::Related { value, partners } => {
-            let mut s = format!("related {}", value.as_deref().map_or("missing".into(), hex));
-            for (k, st, v) in partners {
-                let _ = write!(s, " {k}:{st:.6}:{}", hex(v));
-            }
-            s
-        }
-    }
 }
 
 /// A random ops file over `keys` keys and the output a sequential dictionary gives for it.
@@ -106,7 +84,7 @@ fn generate(seed: u64, ops: usize, keys: u64, value_bytes: usize) -> (String, St
         };
         text.push_str(&line);
         text.push('\n');
-        want.push_str(&line_of(&model.apply(&op)));
+        want.push_str(&result_line(&model.apply(&op)));
         want.push('\n');
     }
     (text, want)

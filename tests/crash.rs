@@ -11,14 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::Rng;
 use common::model::{Expect, Model, Op};
+use common::{Rng, hex, result_line};
 
 const KEYS: u64 = 60;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn line_of(op: &Op) -> String {
     match op {
@@ -79,21 +75,6 @@ fn observe(dir: &str) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-fn render(e: &Expect) -> String {
-    match e {
-        Expect::Value(v) => format!("value {}", hex(v)),
-        Expect::Missing => "missing".into(),
-        Expect::Related { value, partners } => {
-            let mut s = format!("related {}", value.as_deref().map_or("missing".into(), hex));
-            for (k, st, v) in partners {
-                s.push_str(&format!(" {k}:{st:.6}:{}", hex(v)));
-            }
-            s
-        }
-        other => format!("{other:?}"),
-    }
 }
 
 #[test]
@@ -170,7 +151,7 @@ fn sigkill_never_loses_an_acknowledged_write_nor_applies_half_a_batch() {
         candidate.apply_all(&ops[..acked]);
         let mut p = acked;
         loop {
-            let want: Vec<String> = view(&candidate).iter().map(render).collect();
+            let want: Vec<String> = view(&candidate).iter().map(result_line).collect();
             if want == seen {
                 break;
             }

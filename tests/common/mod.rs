@@ -94,3 +94,27 @@ pub fn distinct_key(i: u64) -> u64 {
     assert!(k < u64::MAX - 1, "index {i} maps to a reserved key");
     k
 }
+
+/// Lowercase hex of `bytes`, as the CLI prints values.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The result line `warpgrid kv apply` prints for an expected outcome (SPEC §5).
+pub fn result_line(e: &model::Expect) -> String {
+    use model::Expect;
+    match e {
+        Expect::Ok => "ok".into(),
+        Expect::Value(v) => format!("value {}", hex(v)),
+        Expect::Missing => "missing".into(),
+        Expect::Deleted => "deleted".into(),
+        Expect::Absent => "absent".into(),
+        Expect::Related { value, partners } => {
+            let mut s = format!("related {}", value.as_deref().map_or("missing".into(), hex));
+            for (k, st, v) in partners {
+                s.push_str(&format!(" {k}:{st:.6}:{}", hex(v)));
+            }
+            s
+        }
+    }
+}
