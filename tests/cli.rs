@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::model::{Model, Op};
-use common::{Rng, hex, result_line};
+use common::{Rng, hex, result_line, warpgrid_with_stdin};
 
 fn warpgrid() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warpgrid"));
@@ -126,20 +126,10 @@ fn kv_apply_handles_a_one_million_operation_file() {
 #[test]
 fn kv_apply_reads_stdin_and_other_value_sizes() {
     let (text, want) = generate(13, 3_000, 100, 12);
-    let mut child = warpgrid()
-        .args(["kv", "apply", "--value-bytes", "12", "--shards", "3", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = warpgrid_with_stdin(
+        &["kv", "apply", "--value-bytes", "12", "--shards", "3", "-"],
+        &text,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o) == want);
 }

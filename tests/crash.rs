@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::model::{Expect, Model, Op};
-use common::{Rng, hex, result_line};
+use common::{Rng, hex, result_line, warpgrid_with_stdin};
 
 const KEYS: u64 = 60;
 
@@ -51,20 +51,10 @@ fn observe(dir: &str) -> Vec<String> {
     let queries: String = (0..KEYS)
         .map(|k| format!("get {k}\nrelated {k} 0 1000\n"))
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warpgrid"))
-        .args(["kv", "apply", "--dir", dir, "--table", "t", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(queries.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = warpgrid_with_stdin(
+        &["kv", "apply", "--dir", dir, "--table", "t", "-"],
+        &queries,
+    );
     assert!(
         o.status.success(),
         "reopening failed: {}",

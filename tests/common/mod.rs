@@ -118,3 +118,24 @@ pub fn result_line(e: &model::Expect) -> String {
         }
     }
 }
+
+/// Runs the `warpgrid` binary with `args`, feeding `input` on stdin, and returns its output.
+pub fn warpgrid_with_stdin(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warpgrid"))
+        .env_remove("WARPGRID_BACKEND")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes())
+        .expect("stdin takes the input");
+    child.wait_with_output().expect("the binary ends")
+}
