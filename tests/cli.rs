@@ -256,7 +256,19 @@ fn durable_tables_need_create_and_keep_their_settings() {
         (v["items"].as_u64(), v["shards"].as_array().unwrap().len()),
         (Some(2), 3)
     );
-    assert_eq!(v["wal_bytes"], serde_json::json!([0, 0, 0]));
+    assert_eq!(v["wal_bytes"], serde_json::json!(0));
+    assert_eq!(v["fsync"], "always");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let checkpointed = v["last_checkpoint_unix"]
+        .as_f64()
+        .expect("a checkpoint time");
+    assert!(
+        (now - checkpointed).abs() < 600.0,
+        "the checkpoint just written: {checkpointed} vs now {now}"
+    );
     assert!(v["recovery"]["snapshot_entries"].as_u64().unwrap() == 2);
     let o = run(&["kv", "apply", "--fsync", "always", "-"]);
     assert!(

@@ -258,7 +258,7 @@ fn stress(clients: u64, ops: usize, config: QueueConfig) {
     let table = queue
         .shutdown()
         .expect("the first shutdown returns the table");
-    assert!(table.stats().items > 0);
+    assert!(table.table().stats().items > 0);
     done.store(true, Ordering::Relaxed);
 }
 
@@ -386,7 +386,11 @@ fn shutdown_runs_what_came_before_and_fails_the_rest_cleanly() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(50));
-        let table = queue.shutdown().expect("table back");
+        let table = queue
+            .shutdown()
+            .expect("table back")
+            .into_memory()
+            .expect("an in-memory table");
         stop.store(true, Ordering::Relaxed);
         let applied: Vec<(u64, u64)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
         (table, applied)

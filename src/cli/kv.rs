@@ -239,6 +239,9 @@ fn stats(global: &Global, args: &StatsArgs) -> Result<()> {
         let mut json = stats_json(&st);
         if let Target::Durable(d) = &table {
             json["wal_bytes"] = serde_json::json!(d.wal_bytes());
+            json["wal"] = serde_json::json!(d.wal_path());
+            json["fsync"] = serde_json::json!(d.policy().to_string());
+            json["last_checkpoint_unix"] = serde_json::json!(d.last_checkpoint().map(unix_seconds));
             json["recovery"] = serde_json::to_value(d.recovery())?;
         }
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -246,11 +249,20 @@ fn stats(global: &Global, args: &StatsArgs) -> Result<()> {
         print!("{}", render_stats(table.table().name(), &st));
         if let Target::Durable(d) = &table {
             let r = d.recovery();
+            let checkpoint = match d.last_checkpoint() {
+                Some(t) => format!(
+                    "last checkpoint {:.0} s ago",
+                    t.elapsed().unwrap_or_default().as_secs_f64()
+                ),
+                None => "never checkpointed".to_string(),
+            };
             println!(
-                "durable in {}: WAL {} bytes in all; opened from {} snapshot entries and {} WAL records \
-                 ({} batches replayed, {} incomplete batches and {} bytes cut) in {:.3} s",
+                "durable in {}: WAL {} bytes, fsync {}, {checkpoint}; opened from {} snapshot \
+                 entries and {} WAL records ({} batches replayed, {} incomplete batches and {} \
+                 bytes cut) in {:.3} s",
                 d.dir().display(),
-                d.wal_bytes().iter().sum::<u64>(),
+                d.wal_bytes(),
+                d.policy(),
                 r.snapshot_entries,
                 r.wal_records,
                 r.batches_replayed,
@@ -263,12 +275,18 @@ fn stats(global: &Global, args: &StatsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Seconds since the Unix epoch (0 for times before it).
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn checkpoint(global: &Global, args: &CheckpointArgs) -> Result<()> {
     let mut target = args.table.open(global)?;
     let Target::Durable(table) = &mut target else {
         bail!("kv checkpoint needs a durable table: give --dir D --table T");
     };
-    let before: u64 = table.wal_bytes().iter().sum();
+    let before = table.wal_bytes();
     table.checkpoint()?;
     println!(
         "checkpointed {}: {} items in snapshots, {before} WAL bytes released",

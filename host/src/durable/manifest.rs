@@ -12,7 +12,8 @@ use super::WalError;
 /// The manifest's file name inside a table directory.
 pub const MANIFEST_FILE: &str = "warpgrid-table.json";
 const FORMAT: &str = "warpgrid-table";
-const VERSION: u32 = 1;
+/// 2: one log per table (`table.wal`). Version 1 (per-shard WAL files) was never released.
+const VERSION: u32 = 2;
 
 /// What a table directory records about its table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,16 +4,16 @@
 //! offset  size  field
 //!      0     4  len      bytes from `seq` to the end of the payload (17 + payload bytes)
 //!      4     4  crc32c   of those `len` bytes
-//!      8     8  seq      strictly increasing within one WAL file
+//!      8     8  seq      strictly increasing within the log
 //!     16     1  op       0 put, 2 delete, 3 link, 4 unlink, 128 commit
 //!     17     8  key
 //!     25     n  payload  put: the value; link: partner u64 + strength f32; unlink: partner
-//!                        u64; delete: none; commit: shards the batch wrote to u32, then
+//!                        u64; delete: none; commit: records the batch logged u32, then
 //!                        operations in the batch u32
 //! ```
-//! A commit record ends a batch in every shard WAL the batch wrote to. Its key is the batch's
-//! first sequence number (the batch's operations have `seq` base..base + operations), so
-//! recovery can tell a batch that reached every shard from one cut short.
+//! A batch's operation `i` has `seq = base + i`; only writes are logged. A commit record
+//! (`seq = base + operations`, `key = base`) ends the batch, so recovery can tell a whole
+//! batch from one cut short.
 
 use std::mem::size_of;
 
@@ -88,24 +88,48 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Decodes the longest intact prefix of `bytes` (records of a table with `value_bytes`
-/// values), calling `visit` for each record. Returns the prefix's length: everything after
-/// it is a torn or corrupt tail (short, bad length, bad CRC, unknown op, wrong payload
-/// length for its op, or a sequence number that does not increase).
-pub fn decode_prefix<'a>(
+/// The intact records at the start of `bytes` (of a table with `value_bytes` values), each
+/// with the offset just past it. Iteration stops at the first torn or corrupt record: short,
+/// bad length, bad CRC, unknown op, wrong payload length for its op, or a sequence number
+/// that does not increase. [`Records::offset`] is then the intact prefix's length.
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
     bytes: &'a [u8],
     value_bytes: usize,
-    mut visit: impl FnMut(Record<'a>),
-) -> usize {
-    let mut at = 0;
-    let mut last_seq: Option<u64> = None;
-    while bytes.len() - at >= HEADER_BYTES {
+    at: usize,
+    last_seq: Option<u64>,
+}
+
+impl<'a> Records<'a> {
+    pub fn new(bytes: &'a [u8], value_bytes: usize) -> Records<'a> {
+        Records {
+            bytes,
+            value_bytes,
+            at: 0,
+            last_seq: None,
+        }
+    }
+
+    /// Bytes of intact records read so far.
+    pub fn offset(&self) -> usize {
+        self.at
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = (Record<'a>, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (bytes, at) = (self.bytes, self.at);
+        if bytes.len() - at < HEADER_BYTES {
+            return None;
+        }
         let len =
             u32::from_le_bytes(bytes[at..at + LEN_BYTES].try_into().expect("4 bytes")) as usize;
         if !(BODY_FIXED..=BODY_FIXED + MAX_PAYLOAD).contains(&len)
             || bytes.len() - at - HEADER_BYTES < len
         {
-            break;
+            return None;
         }
         let crc = u32::from_le_bytes(
             bytes[at + LEN_BYTES..at + HEADER_BYTES]
@@ -114,26 +138,42 @@ pub fn decode_prefix<'a>(
         );
         let body = &bytes[at + HEADER_BYTES..at + HEADER_BYTES + len];
         if crc32c::crc32c(body) != crc {
-            break;
+            return None;
         }
-        let Some(op) = WalOp::from_u8(body[8]) else {
-            break;
-        };
+        let op = WalOp::from_u8(body[8])?;
         let payload = &body[BODY_FIXED..];
         let seq = u64_at(body, 0);
-        if payload.len() != op.payload_len(value_bytes) || last_seq.is_some_and(|s| seq <= s) {
-            break;
+        if payload.len() != op.payload_len(self.value_bytes)
+            || self.last_seq.is_some_and(|s| seq <= s)
+        {
+            return None;
         }
-        last_seq = Some(seq);
-        visit(Record {
-            seq,
-            op,
-            key: u64_at(body, 9),
-            payload,
-        });
-        at += HEADER_BYTES + len;
+        self.last_seq = Some(seq);
+        self.at = at + HEADER_BYTES + len;
+        Some((
+            Record {
+                seq,
+                op,
+                key: u64_at(body, 9),
+                payload,
+            },
+            self.at,
+        ))
     }
-    at
+}
+
+/// Decodes the longest intact prefix of `bytes`, calling `visit` for each record; returns
+/// the prefix's length (everything after it is a torn or corrupt tail, see [`Records`]).
+pub fn decode_prefix<'a>(
+    bytes: &'a [u8],
+    value_bytes: usize,
+    mut visit: impl FnMut(Record<'a>),
+) -> usize {
+    let mut records = Records::new(bytes, value_bytes);
+    for (r, _) in records.by_ref() {
+        visit(r);
+    }
+    records.offset()
 }
 
 /// How many frames a cut tail would have held, by following its length fields while they

@@ -24,10 +24,12 @@ const MAGIC: &[u8; 8] = b"WGSNAP01";
 const HEADER: usize = MAGIC.len() + size_of::<u32>() + 2 * size_of::<u64>();
 const HALF: usize = 2 * size_of::<u64>() + size_of::<f32>();
 
-/// A shard's contents, being written or read.
+/// A shard's contents, being written or read: entry `i` is `keys[i]` with the value
+/// `values[i * value_bytes..][..value_bytes]` (flat, so a large shard is three allocations).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ShardImage {
-    pub entries: Vec<(u64, Vec<u8>)>,
+    pub keys: Vec<u64>,
+    pub values: Vec<u8>,
     pub halves: Vec<(u64, u64, f32)>,
 }
 
@@ -39,13 +41,17 @@ fn io(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> WalError 
 /// Writes `image` to `path` atomically.
 pub fn write(path: &Path, value_bytes: usize, image: &ShardImage) -> Result<(), WalError> {
     let mut out = Vec::with_capacity(
-        HEADER + image.entries.len() * (8 + value_bytes) + image.halves.len() * HALF + 4,
+        HEADER + image.keys.len() * (8 + value_bytes) + image.halves.len() * HALF + 4,
     );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(value_bytes as u32).to_le_bytes());
-    out.extend_from_slice(&(image.entries.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(image.keys.len() as u64).to_le_bytes());
     out.extend_from_slice(&(image.halves.len() as u64).to_le_bytes());
-    for (k, v) in &image.entries {
+    for (k, v) in image
+        .keys
+        .iter()
+        .zip(image.values.chunks_exact(value_bytes))
+    {
         out.extend_from_slice(&k.to_le_bytes());
         out.extend_from_slice(v);
     }
@@ -110,12 +116,15 @@ pub fn read(path: &Path, value_bytes: usize) -> Result<Option<ShardImage>, WalEr
             body.len() - HEADER
         )));
     }
-    let mut image = ShardImage::default();
+    let mut image = ShardImage {
+        keys: Vec::with_capacity(n),
+        values: Vec::with_capacity(n * vb),
+        halves: Vec::with_capacity(m),
+    };
     let mut at = HEADER;
     for _ in 0..n {
-        image
-            .entries
-            .push((u64_at(at), body[at + 8..at + 8 + vb].to_vec()));
+        image.keys.push(u64_at(at));
+        image.values.extend_from_slice(&body[at + 8..at + 8 + vb]);
         at += 8 + vb;
     }
     for _ in 0..m {

@@ -1,34 +1,95 @@
-//! One shard's append-only WAL file.
+//! A table's append-only write-ahead log: one file, `table.wal`, holding the records of every
+//! shard, one group commit (records, then a commit record) per batch.
 //!
-//! Opening validates the file record by record. An intact prefix is kept; a torn or corrupt
-//! tail is cut off (and the cut made durable) and reported, never silently kept or skipped
-//! past.
+//! Opening validates the file record by record and batch by batch. Whole batches are kept
+//! and handed to the caller in order; a torn or corrupt tail, or a batch whose commit record
+//! never made it, is cut off (and the cut made durable) and reported, never silently kept or
+//! skipped past.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::WalError;
-use super::record::{Record, decode_prefix, frames_in};
+use super::record::{Record, Records, WalOp, frames_in};
 
-/// What opening a WAL cut off.
+/// What opening a log kept and cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TailReport {
-    /// Bytes of intact records kept.
+    /// Bytes of whole batches kept.
     pub valid_bytes: u64,
-    /// Bytes of the torn or corrupt tail that were cut.
+    /// Whole batches kept (and handed to the caller).
+    pub batches: u64,
+    /// Write records in those batches (commit records not counted).
+    pub records: u64,
+    /// Bytes cut: a torn or corrupt tail, and any batch whose commit did not make it.
     pub dropped_bytes: u64,
-    /// Records the cut tail held, as far as its length fields tell (0 when nothing was cut).
+    /// Records the cut held: intact ones of an uncommitted batch, plus the frames of a torn
+    /// tail as far as its length fields tell (0 when nothing was cut).
     pub dropped_records: u64,
+    /// Batches cut: 1 when the cut held records of a batch that was never committed.
+    pub batches_dropped: u64,
+    /// The sequence number the next batch may start at.
+    pub next_seq: u64,
 }
 
-/// An open shard WAL, positioned at its end.
+/// Splits `bytes` into whole batches, calling `visit(base, records)` for each in order, and
+/// reports where the whole batches end. A commit must match the records before it: their
+/// count, `base <= seq < base + operations`, and its own `seq = base + operations`.
+pub fn scan_batches<'a>(
+    bytes: &'a [u8],
+    value_bytes: usize,
+    mut visit: impl FnMut(u64, &[Record<'a>]),
+) -> TailReport {
+    let mut records = Records::new(bytes, value_bytes);
+    let mut pending: Vec<Record<'a>> = Vec::new();
+    let mut report = TailReport::default();
+    for (r, end) in records.by_ref() {
+        if r.op != WalOp::Commit {
+            pending.push(r);
+            continue;
+        }
+        let base = r.key;
+        let logged = u32::from_le_bytes(r.payload[0..4].try_into().expect("4 bytes"));
+        let ops = u64::from(u32::from_le_bytes(
+            r.payload[4..8].try_into().expect("4 bytes"),
+        ));
+        let matches = !pending.is_empty()
+            && pending.len() == logged as usize
+            && base.checked_add(ops) == Some(r.seq)
+            && pending.iter().all(|p| p.seq >= base && p.seq < r.seq);
+        if !matches {
+            break;
+        }
+        visit(base, &pending);
+        report.batches += 1;
+        report.records += pending.len() as u64;
+        report.valid_bytes = end as u64;
+        report.next_seq = r.seq + 1;
+        pending.clear();
+    }
+    let cut = &bytes[report.valid_bytes as usize..];
+    report.dropped_bytes = cut.len() as u64;
+    let torn = &bytes[records.offset()..];
+    // Intact records of an uncommitted batch, plus the torn frames after them.
+    let intact_after = frames_in(&bytes[report.valid_bytes as usize..records.offset()]);
+    report.dropped_records = if cut.is_empty() {
+        0
+    } else {
+        intact_after + if torn.is_empty() { 0 } else { frames_in(torn) }
+    };
+    report.batches_dropped = u64::from(intact_after > 0);
+    report
+}
+
+/// An open table log, positioned at its end.
 #[derive(Debug)]
-pub struct ShardWal {
+pub struct Wal {
     path: PathBuf,
     file: File,
-    /// A second handle on the same file, for fsyncs from another thread.
-    sync_handle: std::sync::Arc<File>,
+    /// A second handle on the same file, for fsyncs from the sync thread.
+    sync_handle: Arc<File>,
     len: u64,
 }
 
@@ -40,15 +101,15 @@ fn io<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Wa
     }
 }
 
-impl ShardWal {
-    /// Opens (creating if missing) the WAL at `path` for a table of `value_bytes` values,
-    /// calls `visit` for every intact record in order, cuts any torn or corrupt tail, and
-    /// reports what was cut.
+impl Wal {
+    /// Opens (creating if missing) the log at `path` for a table of `value_bytes` values,
+    /// calls `visit(base, records)` for every whole batch in order, cuts everything after
+    /// the last whole batch, and reports what was kept and cut.
     pub fn open(
         path: &Path,
         value_bytes: usize,
-        visit: impl FnMut(Record<'_>),
-    ) -> Result<(ShardWal, TailReport), WalError> {
+        visit: impl FnMut(u64, &[Record<'_>]),
+    ) -> Result<(Wal, TailReport), WalError> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -58,32 +119,23 @@ impl ShardWal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(io(path, "read the WAL"))?;
-        let valid = decode_prefix(&bytes, value_bytes, visit);
-        let report = TailReport {
-            valid_bytes: valid as u64,
-            dropped_bytes: (bytes.len() - valid) as u64,
-            dropped_records: if valid < bytes.len() {
-                frames_in(&bytes[valid..])
-            } else {
-                0
-            },
-        };
+        let report = scan_batches(&bytes, value_bytes, visit);
         if report.dropped_bytes > 0 {
-            file.set_len(valid as u64)
+            file.set_len(report.valid_bytes)
                 .map_err(io(path, "cut the WAL's torn tail"))?;
             file.sync_all()
                 .map_err(io(path, "sync the WAL after cutting its tail"))?;
         }
-        let sync_handle = std::sync::Arc::new(
+        let sync_handle = Arc::new(
             file.try_clone()
                 .map_err(io(path, "open the WAL for fsync"))?,
         );
         Ok((
-            ShardWal {
+            Wal {
                 path: path.to_owned(),
                 file,
                 sync_handle,
-                len: valid as u64,
+                len: report.valid_bytes,
             },
             report,
         ))
@@ -93,7 +145,7 @@ impl ShardWal {
         &self.path
     }
 
-    /// Bytes in the WAL.
+    /// Bytes in the log.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -102,7 +154,8 @@ impl ShardWal {
         self.len == 0
     }
 
-    /// Appends encoded records (one write: a batch's group commit for this shard).
+    /// Appends encoded records: one write, a batch's group commit. On an error some bytes
+    /// may have reached the file: cut back with [`truncate_to`](Wal::truncate_to).
     pub fn append(&mut self, encoded: &[u8]) -> Result<(), WalError> {
         self.file
             .write_all(encoded)
@@ -111,9 +164,9 @@ impl ShardWal {
         Ok(())
     }
 
-    /// A handle for fsyncing this WAL from another thread.
-    pub(crate) fn sync_handle(&self) -> std::sync::Arc<File> {
-        std::sync::Arc::clone(&self.sync_handle)
+    /// A handle for fsyncing the log from another thread.
+    pub(crate) fn sync_handle(&self) -> Arc<File> {
+        Arc::clone(&self.sync_handle)
     }
 
     /// Forces the appended bytes to the disk.
@@ -123,8 +176,7 @@ impl ShardWal {
             .map_err(io(&self.path, "fsync the WAL"))
     }
 
-    /// Cuts the WAL back to its first `len` bytes, durably (undoing an append, or dropping
-    /// records recovery will not replay).
+    /// Cuts the log back to its first `len` bytes, durably (undoing an append).
     pub fn truncate_to(&mut self, len: u64) -> Result<(), WalError> {
         self.file
             .set_len(len)
@@ -133,18 +185,6 @@ impl ShardWal {
             .sync_all()
             .map_err(io(&self.path, "sync the WAL after cutting it back"))?;
         self.len = len;
-        Ok(())
-    }
-
-    /// Empties the WAL durably (after a checkpoint made its records redundant).
-    pub fn truncate(&mut self) -> Result<(), WalError> {
-        self.file
-            .set_len(0)
-            .map_err(io(&self.path, "truncate the WAL"))?;
-        self.file
-            .sync_all()
-            .map_err(io(&self.path, "sync the truncated WAL"))?;
-        self.len = 0;
         Ok(())
     }
 }

@@ -120,7 +120,7 @@ pub fn run_job(
             kind: "finish",
             message: format!("table {name}: {e}"),
         })?;
-        let st = table.stats();
+        let st = table.table().stats();
         let labels = [("table", name.as_str())];
         let hits = registry
             .counter_with(

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hashbrown::HashSet;
-use warpgrid_engine::{BackendKind, Batch, BatchResults, OpCode, Outcome, Table, TableError};
+use warpgrid_engine::{BackendKind, Batch, BatchResults, OpCode, Outcome};
 
-use super::{DispatchState, Msg, QueueConfig, QueueResults, Submission};
+use super::{DispatchState, Msg, QueueConfig, QueueError, QueueResults, Store, Submission};
 use crate::cache::HostCache;
 use crate::metrics::{Counter, Gauge, Histogram, Registry};
 
@@ -120,7 +120,7 @@ impl Drop for Closer {
 }
 
 pub(super) struct Dispatcher {
-    table: Table,
+    table: Store,
     closer: Closer,
     state: Arc<DispatchState>,
     config: QueueConfig,
@@ -139,7 +139,7 @@ pub(super) struct Dispatcher {
 
 impl Dispatcher {
     pub(super) fn new(
-        table: Table,
+        table: Store,
         rx: Receiver<Msg>,
         state: Arc<DispatchState>,
         config: QueueConfig,
@@ -147,9 +147,9 @@ impl Dispatcher {
         let on = config
             .cache
             .enabled
-            .unwrap_or(table.device().kind() != BackendKind::Cpu);
-        let cache = on.then(|| HostCache::new(&config.cache, table.value_bytes()));
-        let merged = table.batch();
+            .unwrap_or(table.table().device().kind() != BackendKind::Cpu);
+        let cache = on.then(|| HostCache::new(&config.cache, table.table().value_bytes()));
+        let merged = table.table().batch();
         Dispatcher {
             table,
             closer: Closer {
@@ -171,7 +171,7 @@ impl Dispatcher {
     }
 
     /// Runs until shut down or until every handle is gone; returns the table.
-    pub(super) fn run(mut self) -> Table {
+    pub(super) fn run(mut self) -> Store {
         loop {
             self.state.idle.store(true, Ordering::SeqCst);
             let Ok(msg) = self.closer.rx.recv() else {
@@ -277,16 +277,18 @@ impl Dispatcher {
                     offset += len;
                 }
             }
-            // One submission must not fail another: run them one by one.
-            Err(_) if subs.len() > 1 => {
+            // One submission must not fail another: run them one by one. (A durable
+            // table's log or fsync failure is not about one submission: it fails them all.)
+            Err(QueueError::Table(_)) if subs.len() > 1 => {
                 for s in subs.drain(..) {
                     let r = self.apply(&s.batch);
                     self.finish_one(s, r);
                 }
             }
             Err(e) => {
-                let s = subs.pop().expect("one submission");
-                self.finish_one(s, Err(e));
+                for s in subs.drain(..) {
+                    self.finish_one(s, Err(e.clone()));
+                }
             }
         }
         self.subs = subs;
@@ -302,11 +304,14 @@ impl Dispatcher {
             self.rate_window = (Instant::now(), ops_now);
         }
         if self.launched % 64 == 1 {
-            self.state.metrics.shard_cv.set(self.table.stats().cv);
+            self.state
+                .metrics
+                .shard_cv
+                .set(self.table.table().stats().cv);
         }
     }
 
-    fn finish_one(&mut self, s: Submission, r: Result<BatchResults, TableError>) {
+    fn finish_one(&mut self, s: Submission, r: Result<BatchResults, QueueError>) {
         match r {
             Ok(results) => {
                 let len = s.batch.len();
@@ -319,7 +324,7 @@ impl Dispatcher {
             }
             Err(e) => {
                 self.state.metrics.failed.inc();
-                s.complete(Err(e.into()));
+                s.complete(Err(e));
             }
         }
     }
@@ -334,9 +339,9 @@ impl Dispatcher {
     }
 
     /// Applies `batch`, answering gets from the cache where that is exact.
-    fn apply(&mut self, batch: &Batch) -> Result<BatchResults, TableError> {
+    fn apply(&mut self, batch: &Batch) -> Result<BatchResults, QueueError> {
         let _span =
-            tracing::debug_span!("queue_launch", table = %self.table.name(), ops = batch.len())
+            tracing::debug_span!("queue_launch", table = %self.table.table().name(), ops = batch.len())
                 .entered();
         let Some(cache) = self.cache.as_mut() else {
             return self.table.apply(batch);

@@ -16,6 +16,7 @@
 
 mod client;
 mod dispatcher;
+mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,11 +24,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use warpgrid_engine::{Batch, BatchResults, Outcome, Table, TableError};
+use warpgrid_engine::{Batch, BatchResults, Outcome, TableError};
 
 use crate::cache::CacheConfig;
 use crate::metrics::Registry;
 pub use client::{Backpressure, Client, Ticket};
+pub use store::Store;
 
 /// Settings of a queue. The batching knobs trade latency for throughput:
 /// - `max_batch`: most operations per launch (a larger submission still runs whole);
@@ -73,6 +75,11 @@ pub enum QueueError {
     /// The table refused the submission (nothing of it was applied).
     #[error(transparent)]
     Table(#[from] TableError),
+    /// A durable table could not log or sync the batch (the message names the file). If the
+    /// log write failed, nothing was applied; if its fsync failed, the table takes no more
+    /// writes until reopened.
+    #[error("{0}")]
+    Durable(String),
 }
 
 /// The results of one submission: a range of a shared batch's results.
@@ -220,7 +227,7 @@ struct Shared {
     reaper: Receiver<Msg>,
     value_bytes: usize,
     config: QueueConfig,
-    join: Mutex<Option<JoinHandle<Table>>>,
+    join: Mutex<Option<JoinHandle<Store>>>,
     state: Arc<DispatchState>,
     submitted: AtomicU64,
 }
@@ -250,16 +257,18 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Starts the dispatcher, which owns `table` until [`shutdown`](Queue::shutdown).
-    /// Metrics go to `registry` (labelled with the table's name).
-    pub fn start(table: Table, config: QueueConfig, registry: &Registry) -> Queue {
+    /// Starts the dispatcher, which owns `table` (a [`Table`](warpgrid_engine::Table) or a durable table, see
+    /// [`Store`]) until [`shutdown`](Queue::shutdown). Metrics go to `registry` (labelled
+    /// with the table's name).
+    pub fn start(table: impl Into<Store>, config: QueueConfig, registry: &Registry) -> Queue {
+        let table: Store = table.into();
         let (tx, rx): (Sender<Msg>, Receiver<Msg>) =
             crossbeam_channel::bounded(config.capacity.max(1));
-        let value_bytes = table.value_bytes();
+        let value_bytes = table.table().value_bytes();
         let state = Arc::new(DispatchState {
             idle: AtomicBool::new(true),
             closed: AtomicBool::new(false),
-            metrics: dispatcher::QueueMetrics::new(registry, table.name()),
+            metrics: dispatcher::QueueMetrics::new(registry, table.table().name()),
         });
         let reaper = rx.clone();
         let worker = dispatcher::Dispatcher::new(table, rx, Arc::clone(&state), config.clone());
@@ -405,7 +414,7 @@ impl Queue {
     /// Runs everything submitted before this call, stops the dispatcher and returns the
     /// table. Submissions racing with the shutdown either run or fail with `Closed`;
     /// later ones fail with `Closed`. Only the first call gets the table.
-    pub fn shutdown(&self) -> Result<Table, QueueError> {
+    pub fn shutdown(&self) -> Result<Store, QueueError> {
         // If the dispatcher is already gone the send fails; the join below still works.
         let _ = self.shared.tx.send(Msg::Shutdown);
         let handle = self
