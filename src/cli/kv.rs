@@ -190,6 +190,7 @@ fn apply_all(
     let mut reader = OpsReader::new(reader, name, table.value_bytes(), batch_limit)
         .end_batches_on_pause(interactive);
     let mut batch = table.table().batch();
+    let mut warned: Option<String> = None;
     loop {
         // A batch with a bad line is never applied: parsing fails before `apply`.
         let more = reader.next_batch(&mut batch)?;
@@ -197,6 +198,17 @@ fn apply_all(
             // Durable tables return only once the batch is durable under their fsync policy.
             let results = table.apply(&batch)?;
             each(&batch, &results)?;
+            if let Target::Durable(d) = table {
+                let failed = d.checkpoint_error().map(str::to_owned);
+                if failed.is_some() && failed != warned {
+                    eprintln!(
+                        "warpgrid: warning: automatic checkpoint failed (the batches are durable \
+                         in the WAL; it is retried as the WAL grows): {}",
+                        failed.as_deref().unwrap_or_default()
+                    );
+                }
+                warned = failed;
+            }
         }
         if !more {
             return Ok(());

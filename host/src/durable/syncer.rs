@@ -22,6 +22,8 @@ struct State {
     dirty_since: Option<Instant>,
     /// The first fsync failure; after it the log is never reported synced again.
     failed: Option<(std::io::ErrorKind, String)>,
+    /// An fsync is running.
+    syncing: bool,
     closing: bool,
 }
 
@@ -101,6 +103,12 @@ impl Syncer {
         }
     }
 
+    /// Whether every write marked or requested so far is covered by a finished fsync.
+    pub(crate) fn caught_up(&self) -> bool {
+        let s = self.shared.lock();
+        s.failed.is_none() && s.dirty_since.is_none() && !s.syncing && s.synced >= s.requested
+    }
+
     /// A background fsync's failure, if one happened.
     pub(crate) fn failure(&self) -> Option<std::io::Error> {
         let s = self.shared.lock();
@@ -135,9 +143,11 @@ fn run(shared: &Shared, file: &File, interval: Option<Duration>) {
         if s.requested > s.synced || due.is_some_and(|d| Instant::now() >= d) {
             let target = s.requested;
             s.dirty_since = None;
+            s.syncing = true;
             drop(s);
             let result = file.sync_data();
             s = shared.lock();
+            s.syncing = false;
             match result {
                 Ok(()) => s.synced = s.synced.max(target),
                 Err(e) => {

@@ -77,6 +77,10 @@ pub struct DurableTable {
     /// Bytes appended since the last fsync this table waited for.
     unsynced: bool,
     poisoned: Option<String>,
+    /// Log length at which the next automatic checkpoint is due.
+    checkpoint_due: u64,
+    /// Why the last automatic checkpoint failed, if it did.
+    checkpoint_error: Option<String>,
     recovery: RecoveryReport,
     last_checkpoint: Option<SystemTime>,
 }
@@ -205,6 +209,8 @@ impl DurableTable {
             encoded: Vec::new(),
             unsynced: false,
             poisoned: None,
+            checkpoint_due: options.checkpoint_bytes,
+            checkpoint_error: None,
             recovery: report,
             last_checkpoint,
         })
@@ -244,6 +250,23 @@ impl DurableTable {
     /// When the last checkpoint was written (this session's, or the snapshots found at open).
     pub fn last_checkpoint(&self) -> Option<SystemTime> {
         self.last_checkpoint
+    }
+
+    /// Why the last automatic checkpoint failed, if it did (cleared by one that succeeds).
+    /// The table works on; its log keeps growing until a checkpoint succeeds.
+    pub fn checkpoint_error(&self) -> Option<&str> {
+        self.checkpoint_error.as_deref()
+    }
+
+    /// Whether every acknowledged batch is on the disk: always so under `fsync = always`;
+    /// under `interval=<ms>` once the sync thread has caught up; under `never` after
+    /// [`sync`](DurableTable::sync).
+    pub fn is_synced(&self) -> bool {
+        match self.policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(_) => self.syncer.caught_up(),
+            FsyncPolicy::Never => !self.unsynced,
+        }
     }
 
     /// Why the table takes no more writes, if it does not.
@@ -360,8 +383,18 @@ impl DurableTable {
             Some(Ok(())) => {}
             None => self.unsynced = true,
         }
-        if self.wal.len() > self.checkpoint_bytes {
-            self.checkpoint()?;
+        if self.wal.len() > self.checkpoint_due {
+            // The batch is durable and applied whatever happens here: a failed automatic
+            // checkpoint is reported, not returned, and retried once the log has grown by
+            // another `checkpoint_bytes`.
+            match self.checkpoint() {
+                Ok(()) => self.checkpoint_error = None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "automatic checkpoint failed");
+                    self.checkpoint_error = Some(e.to_string());
+                    self.checkpoint_due = self.wal.len().saturating_add(self.checkpoint_bytes);
+                }
+            }
         }
         Ok(results)
     }
@@ -399,6 +432,7 @@ impl DurableTable {
         });
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
         self.wal.truncate_to(0)?;
+        self.checkpoint_due = self.checkpoint_bytes;
         self.unsynced = false;
         self.last_checkpoint = Some(SystemTime::now());
         Ok(())
