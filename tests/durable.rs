@@ -405,7 +405,7 @@ fn a_full_disk_fails_the_write_with_the_path_and_keeps_the_table() {
     let acked: u64 = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("acked "))
-        .last()
+        .next_back()
         .unwrap()
         .parse()
         .unwrap();
