@@ -9,12 +9,23 @@
 //! crate `warpgrid` re-exports both.
 
 pub mod backend;
+pub mod braid;
 pub mod error;
+pub mod graph;
 pub mod rng;
 pub mod table;
 
 pub use backend::{BackendKind, Device, DeviceConfig, ProbeReport, Unavailable, probe_all};
+pub use braid::{
+    Braid, BraidConfig, BraidError, BraidStats, EdgesBuilder, InjectBuilder, ProcessesBuilder,
+    Torus, TorusConfig,
+};
 pub use error::{BackendError, TableError};
+pub use graph::{
+    Clock, Decay, Evaluation, Graph, GraphBuilder, GraphConfig, GraphError, LatencyPredictor,
+    ManualClock, Multipliers, NodeKind, RecallHit, RecallMode, RecallParams, RecallResult, Seed,
+    SpreadHit, SpreadParams, SpreadResult, SystemClock,
+};
 pub use table::{
     Batch, BatchResults, OpCode, Outcome, RelatedHit, ShardStats, Table, TableConfig, TableStats,
 };

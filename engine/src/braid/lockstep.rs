@@ -1,0 +1,322 @@
+//! [`Braid`] (SPEC §3.2): T tori advanced in lockstep on a shared clock, in parallel (rayon
+//! over tori, and inside each torus over cells), with the exchange schedule, projections
+//! applied around the braid, violation counting, the adaptive interval and the statistics.
+//!
+//! Schedule: the braid's next instant is the earliest pending instant of any torus, capped at
+//! the next exchange `last_exchange + interval` and at the run's target. When the clock
+//! reaches the next exchange (instants before it processed, that instant not yet) the braid
+//! exchanges, even when nothing is pending; a run to `N` stops at `N` before exchanging there.
+//!
+//! Execution: between two exchanges the tori share nothing, so each runs the whole segment
+//! on its own (`Torus::run_until(next exchange)`, tori in parallel, cells in parallel inside
+//! each). The result is exactly the lockstep order of SPEC §3.2 (instant t everywhere before
+//! t + 1 anywhere), which only an exchange could observe; the threads just never wait for
+//! each other at every instant.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::adaptive::IntervalControl;
+use super::config::{BraidConfig, time_limit};
+use super::convergence::ConvergenceTracker;
+use super::error::BraidError;
+use super::latency::LatencyHistogram;
+use super::projection::{Application, Projection};
+use super::stats::{BraidStats, LatencyStats};
+use super::torus::Torus;
+use super::workload::Workload;
+
+/// Exchange counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    exchanges: u64,
+    boundary: u64,
+    global: u64,
+    hash_mismatches: u64,
+    corrective: u64,
+    corrective_dropped: u64,
+    critical: u64,
+}
+
+/// A braid of tori. Build with [`Braid::new`], advance with [`Braid::run_until`] (or
+/// [`Braid::run`] to the configured `instants`), read [`Braid::stats`].
+#[derive(Debug, Clone)]
+pub struct Braid {
+    config: BraidConfig,
+    tori: Vec<Torus>,
+    now: u32,
+    last_exchange: u32,
+    limit: u32,
+    control: IntervalControl,
+    projections: Vec<Projection>,
+    counters: Counters,
+    interval_history: Vec<u32>,
+    convergence: ConvergenceTracker,
+    /// Tori with instants left in the current segment (reused).
+    ready: VecDeque<usize>,
+    /// Wall time spent in segments that processed events, and those events.
+    busy_ns: u64,
+    exchange_latency: LatencyHistogram,
+    timed_events: u64,
+}
+
+impl Braid {
+    /// Validates the config and builds its tori (torus `i` seeds every random builder with
+    /// `seed + i`).
+    pub fn new(config: &BraidConfig) -> Result<Braid, BraidError> {
+        config.validate()?;
+        let tori = (0..config.tori)
+            .into_par_iter()
+            .map(|i| Torus::for_braid(&config.torus, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Braid::from_tori(config, tori))
+    }
+
+    /// A braid whose torus `i` starts with `workloads[i]` (the config's builders are
+    /// ignored); there must be exactly `config.tori` workloads.
+    pub fn from_workloads(
+        config: &BraidConfig,
+        workloads: &[Workload],
+    ) -> Result<Braid, BraidError> {
+        config.validate()?;
+        if workloads.len() != config.tori as usize {
+            return Err(BraidError::InvalidConfig {
+                field: "tori".to_string(),
+                reason: format!(
+                    "{} workloads given for {} tori",
+                    workloads.len(),
+                    config.tori
+                ),
+            });
+        }
+        let tori = workloads
+            .iter()
+            .map(|w| Torus::from_workload(&config.torus, w))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Braid::from_tori(config, tori))
+    }
+
+    fn from_tori(config: &BraidConfig, tori: Vec<Torus>) -> Braid {
+        Braid {
+            config: config.clone(),
+            projections: vec![Projection::default(); tori.len()],
+            tori,
+            now: 0,
+            last_exchange: 0,
+            limit: time_limit(config.torus.max_delay),
+            control: IntervalControl::new(
+                config.interval,
+                config.adaptive,
+                config.min_interval,
+                config.max_interval,
+            ),
+            counters: Counters::default(),
+            interval_history: vec![config.interval],
+            convergence: ConvergenceTracker::default(),
+            ready: VecDeque::with_capacity(config.tori as usize),
+            busy_ns: 0,
+            exchange_latency: LatencyHistogram::new(),
+            timed_events: 0,
+        }
+    }
+
+    pub fn config(&self) -> &BraidConfig {
+        &self.config
+    }
+
+    /// The shared clock: the first instant not yet processed.
+    pub fn now(&self) -> u32 {
+        self.now
+    }
+
+    pub fn interval(&self) -> u32 {
+        self.control.interval()
+    }
+
+    /// The instant of the last exchange (0 before the first).
+    pub fn last_exchange(&self) -> u32 {
+        self.last_exchange
+    }
+
+    pub fn tori(&self) -> &[Torus] {
+        &self.tori
+    }
+
+    /// Digest of every torus, in order.
+    pub fn digests(&self) -> Vec<u64> {
+        self.tori.iter().map(Torus::digest).collect()
+    }
+
+    /// Runs to the configured `instants`.
+    pub fn run(&mut self) -> Result<(), BraidError> {
+        self.run_until(self.config.instants)
+    }
+
+    /// Processes every instant below `target` on every torus, exchanging on schedule, and
+    /// sets the clock to `max(now, target)`. `target` must be below `2^32 - max_delay`.
+    pub fn run_until(&mut self, target: u32) -> Result<(), BraidError> {
+        if target >= self.limit {
+            return Err(BraidError::TimeLimit {
+                instant: target as u64,
+                limit: self.limit,
+            });
+        }
+        while self.now < target {
+            let next_exchange = self.last_exchange as u64 + self.control.interval() as u64;
+            if self.now as u64 == next_exchange {
+                self.exchange();
+                continue;
+            }
+            let end = next_exchange.min(target as u64) as u32;
+            self.run_segment(end);
+        }
+        Ok(())
+    }
+
+    /// Runs every torus to `end` (an exchange instant or the target; no exchange falls
+    /// inside). Tori share nothing between exchanges, so each one advancing through the
+    /// segment on its own gives exactly the lockstep result, without a barrier at every
+    /// instant. The busy tori are dealt round-robin, one instant at a time, to as many
+    /// workers as there are threads: with 3 tori on 2 threads no thread waits for the third
+    /// torus at the end of each instant or of the segment.
+    fn run_segment(&mut self, end: u32) {
+        let start = Instant::now();
+        let before: u64 = self.tori.iter().map(Torus::events_processed).sum();
+        self.ready.clear();
+        for (i, torus) in self.tori.iter().enumerate() {
+            if torus.earliest_pending().is_some_and(|t| t < end) {
+                self.ready.push_back(i);
+            }
+        }
+        let workers = rayon::current_num_threads().min(self.ready.len());
+        if workers > 1 {
+            let mut tori = self.tori.iter_mut();
+            let slots: [Option<Mutex<&mut Torus>>; BraidConfig::MAX_TORI as usize] =
+                std::array::from_fn(|_| tori.next().map(Mutex::new));
+            let ready = Mutex::new(std::mem::take(&mut self.ready));
+            rayon::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(|_| round_robin(&slots, &ready, end));
+                }
+            });
+            self.ready = ready.into_inner().unwrap_or_else(PoisonError::into_inner);
+        }
+        for torus in &mut self.tori {
+            torus
+                .run_until(end)
+                .expect("segments end below the time limit");
+        }
+        let events = self.tori.iter().map(Torus::events_processed).sum::<u64>() - before;
+        if events > 0 {
+            self.busy_ns += start.elapsed().as_nanos() as u64;
+            self.timed_events += events;
+        }
+        self.now = end;
+    }
+
+    /// Extracts every projection, applies `P_i` to torus `(i + 1) mod T` in sender order,
+    /// counts, and adapts the interval.
+    fn exchange(&mut self) {
+        let start = Instant::now();
+        self.projections
+            .par_iter_mut()
+            .zip(self.tori.par_iter())
+            .enumerate()
+            .for_each(|(i, (p, torus))| p.fill(torus, i as u32));
+        let count = self.tori.len();
+        let mut violating = false;
+        for sender in 0..count {
+            let receiver = (sender + 1) % count;
+            let app = self.projections[sender].apply(
+                &mut self.tori[receiver],
+                self.config.tol_boundary,
+                self.config.tol_events,
+            );
+            self.count(&app);
+            self.control.record(app.violated());
+            violating |= app.violated();
+        }
+        self.counters.exchanges += 1;
+        self.last_exchange = self.now;
+        let interval = self.control.adapt();
+        self.interval_history.push(interval);
+        self.convergence.record(violating);
+        self.exchange_latency
+            .record(start.elapsed().as_nanos() as u64);
+    }
+
+    fn count(&mut self, app: &Application) {
+        let c = &mut self.counters;
+        c.boundary += app.boundary_violations as u64;
+        c.global += app.global_violation as u64;
+        c.hash_mismatches += !app.hash_ok as u64;
+        c.corrective += app.corrective_events as u64;
+        c.corrective_dropped += app.corrective_dropped as u64;
+        c.critical += app.critical() as u64;
+    }
+
+    /// Per-instant processing latency of every torus together.
+    fn instant_latency(&self) -> LatencyHistogram {
+        let mut h = LatencyHistogram::new();
+        for torus in &self.tori {
+            h.merge(torus.instant_latency());
+        }
+        h
+    }
+
+    /// Statistics and digests (digests hash the whole state: call it at the end of a run).
+    pub fn stats(&self) -> BraidStats {
+        let c = &self.counters;
+        BraidStats {
+            now: self.now,
+            interval: self.control.interval(),
+            exchanges: c.exchanges,
+            boundary_violations: c.boundary,
+            global_violations: c.global,
+            hash_mismatches: c.hash_mismatches,
+            corrective_events: c.corrective,
+            corrective_dropped: c.corrective_dropped,
+            critical: c.critical,
+            interval_history: self.interval_history.clone(),
+            convergence: self.convergence.stats(),
+            latency: LatencyStats::from_histograms(
+                &self.instant_latency(),
+                &self.exchange_latency,
+                self.timed_events,
+                self.busy_ns,
+            ),
+            tori: self.tori.par_iter().map(Torus::stats).collect(),
+        }
+    }
+}
+
+/// One worker of a segment: takes the next ready torus, processes its earliest instant below
+/// `end`, and puts it back at the end of the queue while it has instants left.
+fn round_robin(slots: &[Option<Mutex<&mut Torus>>], ready: &Mutex<VecDeque<usize>>, end: u32) {
+    loop {
+        let next = ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        let Some(i) = next else { return };
+        let Some(slot) = &slots[i] else { return };
+        let mut torus = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(t) = torus.earliest_pending().filter(|&t| t < end) else {
+            continue;
+        };
+        torus
+            .run_until(t + 1)
+            .expect("segments end below the time limit");
+        let more = torus.earliest_pending().is_some_and(|t| t < end);
+        drop(torus);
+        if more {
+            ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(i);
+        }
+    }
+}
