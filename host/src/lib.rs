@@ -2,6 +2,7 @@
 //! queue, durability, caches, metrics and the job runner as their issues land.
 #![forbid(unsafe_code)]
 
+pub mod braidfile;
 pub mod cache;
 pub mod durable;
 pub mod hex;

@@ -1,7 +1,9 @@
 //! Defines warpgrid's command line interface and dispatches to one module per command.
 
 mod bench;
+mod braid;
 mod demo;
+mod graph;
 mod info;
 mod kv;
 mod progress;
@@ -65,6 +67,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: kv::KvCmd,
     },
+    /// Braided tori: run a braid config and report its statistics and digests.
+    Braid {
+        #[command(subcommand)]
+        cmd: braid::BraidCmd,
+    },
+    /// Activation graphs: build, inspect, spread.
+    Graph {
+        #[command(subcommand)]
+        cmd: graph::GraphCmd,
+    },
     /// Side-by-side benchmarks against peer libraries.
     Bench(bench::BenchArgs),
     /// Runs a table workload on generated data and prints a short report.
@@ -83,6 +95,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Info => info::run(&cli.global),
         Cmd::Kv { cmd } => kv::run(&cli.global, cmd),
+        Cmd::Braid { cmd } => braid::run(&cli.global, cmd),
+        Cmd::Graph { cmd } => graph::run(&cli.global, cmd),
         Cmd::Bench(args) => bench::run(&cli.global, &args),
         Cmd::Demo(args) => demo::run(&cli.global, &args),
         Cmd::Run(args) => run::run(&cli.global, &args),

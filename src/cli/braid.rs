@@ -1,0 +1,194 @@
+//! `warpgrid braid run CONFIG.toml [--instants N]`: runs a braid (SPEC §3) and prints its
+//! statistics and the digest of every torus (`--json`: the fields of SPEC §5).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use warpgrid::BackendKind;
+use warpgrid::engine::braid::{Braid, BraidStats};
+use warpgrid::host::braidfile::load_braid_config;
+
+use super::Global;
+use super::progress::spinner;
+
+#[derive(Debug, Subcommand)]
+pub enum BraidCmd {
+    /// Runs a braid config to its `instants` (or --instants) and prints statistics and digests.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The braid config (TOML, SPEC §5).
+    config: PathBuf,
+    /// Run to this instant instead of the config's `instants`.
+    #[arg(long)]
+    instants: Option<u32>,
+}
+
+pub fn run(global: &Global, cmd: BraidCmd) -> Result<()> {
+    match cmd {
+        BraidCmd::Run(args) => run_braid(global, &args),
+    }
+}
+
+/// The rayon pool braids run on: `--threads` workers (0: one per core).
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("warpgrid-braid-{i}"))
+        .build()
+        .context("starting the braid's worker threads")
+}
+
+fn run_braid(global: &Global, args: &RunArgs) -> Result<()> {
+    match global.backend()? {
+        BackendKind::Auto | BackendKind::Cpu => {}
+        other => bail!(
+            "--backend {other}: braids run on the cpu backend only in this version \
+             (the {other} backend has no braid kernels yet)"
+        ),
+    }
+    let mut config = load_braid_config(&args.config)?;
+    if let Some(n) = args.instants {
+        config.instants = n;
+        config
+            .validate()
+            .with_context(|| format!("--instants {n}"))?;
+    }
+    let pool = pool(global.threads)?;
+    let mut braid = pool.install(|| Braid::new(&config))?;
+    let bar = spinner();
+    let target = config.instants;
+    let step = (target / 100).max(1);
+    let mut at = 0u32;
+    while at < target {
+        at = at.saturating_add(step).min(target);
+        pool.install(|| braid.run_until(at))?;
+        bar.set_message(format!("instant {at} of {target}"));
+    }
+    bar.finish_and_clear();
+    let stats = braid.stats();
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&stats_json(&stats))?);
+    } else {
+        print!("{}", render(&stats, pool.current_num_threads()));
+    }
+    Ok(())
+}
+
+/// `braid run --json` (SPEC §5), with the convergence and hash-mismatch counts added.
+pub fn stats_json(s: &BraidStats) -> serde_json::Value {
+    let l = &s.latency;
+    let c = &s.convergence;
+    json!({
+        "now": s.now,
+        "interval": s.interval,
+        "exchanges": s.exchanges,
+        "boundary_violations": s.boundary_violations,
+        "global_violations": s.global_violations,
+        "hash_mismatches": s.hash_mismatches,
+        "corrective_events": s.corrective_events,
+        "corrective_dropped": s.corrective_dropped,
+        "critical": s.critical,
+        "interval_history": s.interval_history,
+        "convergence": {
+            "disturbances": c.disturbances,
+            "converged": c.converged,
+            "last": c.last,
+            "max": c.max,
+            "mean": c.mean,
+            "ongoing": c.ongoing,
+        },
+        "tori": s.tori.iter().map(|t| json!({
+            "digest": format!("{:016x}", t.digest),
+            "now": t.now,
+            "events_processed": t.events_processed,
+            "events_dropped": t.events_dropped,
+            "pending": t.pending,
+            "processes": t.processes,
+            "edges": t.edges,
+        })).collect::<Vec<_>>(),
+        "latency": {
+            "instants": l.instants,
+            "events": l.events,
+            "instant_p50_ns": l.instant_p50_ns,
+            "instant_p95_ns": l.instant_p95_ns,
+            "instant_p99_ns": l.instant_p99_ns,
+            "instant_max_ns": l.instant_max_ns,
+            "ns_per_event": l.ns_per_event,
+            "events_per_sec": l.events_per_sec,
+            "exchanges": l.exchanges,
+            "exchange_p50_ns": l.exchange_p50_ns,
+            "exchange_p95_ns": l.exchange_p95_ns,
+            "exchange_p99_ns": l.exchange_p99_ns,
+            "exchange_max_ns": l.exchange_max_ns,
+            "exchange_mean_ns": l.exchange_mean_ns,
+        },
+    })
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
+pub fn render(s: &BraidStats, threads: usize) -> String {
+    let l = &s.latency;
+    let c = &s.convergence;
+    let history = if s.interval_history.len() <= 12 {
+        format!("{:?}", s.interval_history)
+    } else {
+        let n = s.interval_history.len();
+        format!(
+            "{:?} ... {:?} ({n} values)",
+            &s.interval_history[..6],
+            &s.interval_history[n - 4..]
+        )
+    };
+    let mut out = format!(
+        "braid of {} tori at instant {} (cpu, {threads} threads)\n\
+         events: {} processed, {} dropped; {:.1} M events/s, {:.1} ns per event\n\
+         instants: {} processed; latency p50 {:.1} us, p95 {:.1} us, p99 {:.1} us\n\
+         exchanges: {} (p50 {:.1} us, p95 {:.1} us); interval {} now, history {history}\n\
+         violations: {} boundary, {} global, {} hash mismatches; {} corrective events \
+         ({} dropped); {} critical applications\n\
+         convergence: {} disturbances, {} converged (mean {:.1}, max {} exchanges){}\n",
+        s.tori.len(),
+        s.now,
+        s.events_processed(),
+        s.events_dropped(),
+        l.events_per_sec / 1e6,
+        l.ns_per_event,
+        l.instants,
+        us(l.instant_p50_ns),
+        us(l.instant_p95_ns),
+        us(l.instant_p99_ns),
+        s.exchanges,
+        us(l.exchange_p50_ns),
+        us(l.exchange_p95_ns),
+        s.interval,
+        s.boundary_violations,
+        s.global_violations,
+        s.hash_mismatches,
+        s.corrective_events,
+        s.corrective_dropped,
+        s.critical,
+        c.disturbances,
+        c.converged,
+        c.mean,
+        c.max,
+        match c.ongoing {
+            Some(n) => format!("; one ongoing for {n} exchanges"),
+            None => String::new(),
+        }
+    );
+    for (i, t) in s.tori.iter().enumerate() {
+        out.push_str(&format!(
+            "torus {i}: digest {:016x}  processed {}  dropped {}  pending {}  processes {}  edges {}\n",
+            t.digest, t.events_processed, t.events_dropped, t.pending, t.processes, t.edges
+        ));
+    }
+    out
+}
