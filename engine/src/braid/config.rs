@@ -371,6 +371,17 @@ impl BraidConfig {
         self
     }
 
+    /// A braid built from workloads needs exactly one per torus.
+    pub fn check_workloads(&self, workloads: usize) -> Result<(), BraidError> {
+        if workloads == self.tori as usize {
+            return Ok(());
+        }
+        Err(invalid(
+            "tori",
+            format!("{workloads} workloads given for {} tori", self.tori),
+        ))
+    }
+
     /// Checks the braid settings and the torus settings; the error names the field.
     pub fn validate(&self) -> Result<(), BraidError> {
         self.torus.validate()?;

@@ -82,16 +82,7 @@ impl Braid {
         workloads: &[Workload],
     ) -> Result<Braid, BraidError> {
         config.validate()?;
-        if workloads.len() != config.tori as usize {
-            return Err(BraidError::InvalidConfig {
-                field: "tori".to_string(),
-                reason: format!(
-                    "{} workloads given for {} tori",
-                    workloads.len(),
-                    config.tori
-                ),
-            });
-        }
+        config.check_workloads(workloads.len())?;
         let tori = workloads
             .iter()
             .map(|w| Torus::from_workload(&config.torus, w))

@@ -61,16 +61,7 @@ impl ReferenceBraid {
         workloads: &[Workload],
     ) -> Result<ReferenceBraid, BraidError> {
         config.validate()?;
-        if workloads.len() != config.tori as usize {
-            return Err(BraidError::InvalidConfig {
-                field: "tori".to_string(),
-                reason: format!(
-                    "{} workloads given for {} tori",
-                    workloads.len(),
-                    config.tori
-                ),
-            });
-        }
+        config.check_workloads(workloads.len())?;
         let tori = workloads
             .iter()
             .map(|w| ReferenceTorus::from_workload(&config.torus, w))
