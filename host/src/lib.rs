@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod opsfile;
 pub mod queue;
+pub mod recall;
 pub mod ycsb;
 
 pub use opsfile::{OpsError, OpsReader, write_outcome};

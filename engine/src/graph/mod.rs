@@ -27,7 +27,9 @@ mod spread;
 mod tsv;
 mod wgraph;
 
-pub use budget::{Clock, LatencyPredictor, ManualClock, PredictorStats, SystemClock};
+pub use budget::{
+    Clock, ERROR_BUCKET_BOUNDS, LatencyPredictor, ManualClock, PredictorStats, SystemClock,
+};
 pub use build::GraphBuilder;
 pub use config::{GraphConfig, Multipliers, NodeKind};
 pub use embed::{MAX_DIM, dot};
