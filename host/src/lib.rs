@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod opsfile;
 pub mod queue;
 pub mod recall;
+pub mod wordnet;
 pub mod ycsb;
 
 pub use opsfile::{OpsError, OpsReader, write_outcome};

@@ -18,6 +18,8 @@ use super::Global;
 pub enum GraphCmd {
     /// Builds a .wgraph from nodes.tsv, edges.tsv and optional embeddings (.npy).
     Build(BuildArgs),
+    /// Imports the WordNet 3.0 database (data.* and index.* in DIR) as a .wgraph.
+    ImportWordnet(super::wordnet::ImportWordnetArgs),
     /// Prints a .wgraph's size, kinds and embedding dimension.
     Info(InfoArgs),
     /// Spreads activation from seeds and prints the activated nodes.
@@ -125,6 +127,7 @@ pub struct RecallArgs {
 pub fn run(global: &Global, cmd: GraphCmd) -> Result<()> {
     match cmd {
         GraphCmd::Build(args) => build(global, &args),
+        GraphCmd::ImportWordnet(args) => super::wordnet::import(global, &args),
         GraphCmd::Info(args) => info(global, &args),
         GraphCmd::Spread(args) => spread(global, &args),
         GraphCmd::Recall(args) => recall(global, &args),

@@ -9,6 +9,7 @@ mod kv;
 mod progress;
 mod run;
 mod serve;
+mod wordnet;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
