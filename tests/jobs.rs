@@ -1,7 +1,10 @@
-//! `warpgrid run JOB.toml` (SPEC §5, issue 3): job files run every YCSB workload through the
-//! submission queue with every read checked, report throughput and latency, refuse what they
-//! cannot run (range scans unless emulation is asked for) with a message naming the file and
-//! step, and `/metrics` serves valid Prometheus text.
+//! `warpgrid run JOB.toml` (SPEC §5, issues 3 and 6): job files run every YCSB workload
+//! through the submission queue with every read checked, report throughput and latency,
+//! refuse what they cannot run (range scans unless emulation is asked for) with a message
+//! naming the file and step, and `/metrics` serves valid Prometheus text. Braid steps run
+//! exactly the braid `warpgrid braid run` runs on the same config (same digests and
+//! counters, equal to the engine's and the reference braid's), and a bad braid config or
+//! step is refused naming the job file, the step and the config's file, line or field.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -31,6 +34,251 @@ fn ycsb_job(workload: &str, extra: &str) -> String {
 
 fn run(args: &[&str]) -> Output {
     warpgrid().args(args).output().unwrap()
+}
+
+/// A braid that exchanges (interval 40) and drops at max_pending within 300 instants.
+const BRAID: &str = r#"
+dims = [8, 6, 4]
+tori = 3
+max_delay = 16
+max_pending = 3000
+instants = 300
+[braid]
+interval = 40
+min_interval = 10
+max_interval = 200
+tol_boundary = 3
+[processes]
+kind = "fraction"
+p = 0.7
+seed = 11
+[edges]
+kind = "random"
+per_cell = 2
+seed = 5
+[inject]
+kind = "random"
+count = 500
+seed = 7
+"#;
+
+fn braid_job(config: &str, extra: &str) -> String {
+    format!(
+        "name = \"braids\"\nreport = \"braids.json\"\n\
+         [[steps]]\nkind = \"braid_run\"\nconfig = \"{config}\"\n{extra}\n"
+    )
+}
+
+#[test]
+fn braid_steps_give_the_digests_of_braid_run_and_the_engine() {
+    use warpgrid::engine::braid::Braid;
+    use warpgrid::engine::braid::reference::ReferenceBraid;
+    use warpgrid::host::braidfile::parse_braid_config;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    let config = dir.path().join("conf/small.toml");
+    std::fs::write(&config, BRAID).unwrap();
+    // Two braid steps beside a table step: the config's own `instants`, then an override.
+    let text = format!(
+        "{}[[steps]]\nkind = \"create_table\"\ntable = \"t\"\nshards = 2\n\
+         [[steps]]\nkind = \"braid_run\"\nconfig = \"conf/small.toml\"\ninstants = 120\n",
+        braid_job("conf/small.toml", "")
+    );
+    let path = job(dir.path(), "braids.toml", &text);
+    let o = run(&["--json", "run", &path]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("braids.json")).unwrap()).unwrap();
+    assert_eq!(report["steps"], written["steps"]);
+    assert!(
+        report["steps"][1].get("braid").is_none(),
+        "only braid steps carry braid statistics"
+    );
+    let config_str = config.to_str().unwrap();
+    for (step, instants) in [(0, 300u32), (2, 120)] {
+        let st = &report["steps"][step];
+        assert_eq!(st["kind"], "braid_run");
+        let b = &st["braid"];
+        assert_eq!(b["now"], instants);
+        assert_eq!(b["config"], config_str);
+        // The same config through `warpgrid braid run`.
+        let cli = run(&[
+            "--json",
+            "braid",
+            "run",
+            config_str,
+            "--instants",
+            &instants.to_string(),
+        ]);
+        assert!(
+            cli.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
+        let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+        for field in [
+            "now",
+            "interval",
+            "exchanges",
+            "boundary_violations",
+            "global_violations",
+            "hash_mismatches",
+            "corrective_events",
+            "corrective_dropped",
+            "critical",
+        ] {
+            assert_eq!(b[field], cli[field], "step {step}: {field}");
+        }
+        let tori = b["tori"].as_array().unwrap();
+        assert_eq!(tori.len(), 3);
+        for (i, t) in tori.iter().enumerate() {
+            for field in [
+                "digest",
+                "events_processed",
+                "events_dropped",
+                "pending",
+                "processes",
+                "edges",
+            ] {
+                assert_eq!(
+                    t[field], cli["tori"][i][field],
+                    "step {step} torus {i}: {field}"
+                );
+            }
+        }
+        // And the engine's braid and the reference braid, driven directly.
+        let cfg = parse_braid_config(BRAID, "small.toml").unwrap();
+        let mut engine = Braid::new(&cfg).unwrap();
+        engine.run_until(instants).unwrap();
+        let mut reference = ReferenceBraid::new(&cfg).unwrap();
+        reference.run_until(instants).unwrap();
+        let r = reference.stats();
+        assert!(r.exchanges > 0, "the test braid must exchange");
+        for (i, t) in tori.iter().enumerate() {
+            assert_eq!(t["digest"], format!("{:016x}", engine.digests()[i]));
+            assert_eq!(t["digest"], format!("{:016x}", r.digests[i]));
+            assert_eq!(t["events_processed"], r.events_processed[i]);
+            assert_eq!(t["events_dropped"], r.events_dropped[i]);
+        }
+        let total: u64 = r.events_processed.iter().sum();
+        assert_eq!(b["events_processed"], total);
+        assert_eq!(st["ops"], total);
+        assert_eq!(b["exchanges"], r.exchanges);
+        assert_eq!(b["boundary_violations"], r.boundary_violations);
+    }
+    let metric = |name: &str, step: &str| {
+        report["metrics"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == name && m.to_string().contains(&format!("\"step\":\"{step}\"")))
+    };
+    assert!(metric("warpgrid_braid_events_total", "1"));
+    assert!(metric("warpgrid_braid_exchanges_total", "3"));
+    // The text report names every torus's digest.
+    let o = run(&["run", &path]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let digest = report["steps"][0]["braid"]["tori"][2]["digest"]
+        .as_str()
+        .unwrap();
+    assert!(
+        text.contains(&format!("torus 2: digest {digest}")),
+        "{text}"
+    );
+    assert_eq!(text.matches(" digest ").count(), 6, "{text}");
+}
+
+#[test]
+fn bad_braid_steps_name_the_job_step_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let good = write("good.toml", BRAID);
+    let cases: Vec<(String, String)> = vec![
+        // The config file is missing: its path, as resolved against the job file.
+        (
+            braid_job("missing.toml", ""),
+            format!(
+                "step 1 (braid_run): {}: cannot read the braid config",
+                dir.path().join("missing.toml").display()
+            ),
+        ),
+        // A syntax or type error: the config's file, line and column.
+        (
+            braid_job(
+                &write_name(&write, "syntax.toml", "tori = 3\ndims = [8, 8]\n"),
+                "",
+            ),
+            "syntax.toml: line 2, column 8".into(),
+        ),
+        // An unknown key inside the config.
+        (
+            braid_job(
+                &write_name(&write, "unknown.toml", "tori = 2\ncolour = 1\n"),
+                "",
+            ),
+            "unknown.toml: line 2, column 1: unknown field `colour`".into(),
+        ),
+        // A value out of range: the config's field.
+        (
+            braid_job(
+                &write_name(
+                    &write,
+                    "range.toml",
+                    "[edges]\nkind = \"neighbors\"\ndelay = 0\n",
+                ),
+                "",
+            ),
+            "range.toml: invalid braid setting edges.delay".into(),
+        ),
+        // Unknown keys in the step itself.
+        (
+            braid_job("good.toml", "instant = 5"),
+            "unknown field `instant`".into(),
+        ),
+        // The step's own instants, out of range for the config's max_delay.
+        (
+            braid_job("good.toml", "instants = 4294967290"),
+            "step 1 (braid_run): instants = 4294967290 (the step's): ".into(),
+        ),
+        // A step without a config.
+        (
+            "[[steps]]\nkind = \"braid_run\"\ninstants = 5\n".into(),
+            "missing field `config`".into(),
+        ),
+    ];
+    assert!(std::path::Path::new(&good).exists());
+    for (text, want) in cases {
+        let path = job(dir.path(), "bad.toml", &text);
+        let o = run(&["run", &path]);
+        assert!(!o.status.success(), "accepted: {text}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(
+            err.contains(&path),
+            "error does not name the job file: {err}"
+        );
+        assert!(err.contains(&want), "{err:?} should contain {want:?}");
+    }
+    // Braids run on the cpu backend only: another backend is refused, not ignored.
+    let path = job(
+        dir.path(),
+        "ok.toml",
+        &braid_job("good.toml", "instants = 10"),
+    );
+    let o = run(&["run", &path, "--backend", "cuda"]);
+    assert!(!o.status.success());
+}
+
+/// Writes `text` to `name` in the test directory and returns `name` (for a job to name).
+fn write_name(write: &dyn Fn(&str, &str) -> String, name: &str, text: &str) -> String {
+    write(name, text);
+    name.to_owned()
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Side-by-side benchmarks: warpgrid against the peers SPEC §7 names, in one run, as ratios.
 //! `warpgrid bench` prints them; `benches/` drives the same code under criterion.
 
+pub mod braid;
 pub mod clients;
 pub mod durable;
+pub mod graph;
 pub mod kv;
 
 /// The median of some timings (seconds).

@@ -1,11 +1,12 @@
-//! `warpgrid run JOB.toml`: a batch job with progress and a report at the end.
+//! `warpgrid run JOB.toml`: a batch job (table and braid steps) with progress and a report at
+//! the end.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use warpgrid::host::jobs::{Job, JobReport, run_job};
+use warpgrid::host::jobs::{BraidStepReport, Job, JobReport, run_job};
 use warpgrid::host::metrics::{MetricsServer, Registry};
 
 use super::Global;
@@ -75,7 +76,37 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// The report as text: a line per step, then the tables.
+/// A braid step's statistics and digests, under its step line.
+fn render_braid(s: &mut String, b: &BraidStepReport) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "      braid at instant {}: {} events processed, {} dropped; {} exchanges, interval {}; \
+         violations {} boundary, {} global, {} hash mismatches; {} corrective events ({} dropped); \
+         {} critical",
+        b.now,
+        b.events_processed,
+        b.events_dropped,
+        b.exchanges,
+        b.interval,
+        b.boundary_violations,
+        b.global_violations,
+        b.hash_mismatches,
+        b.corrective_events,
+        b.corrective_dropped,
+        b.critical
+    );
+    for (i, t) in b.tori.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "      torus {i}: digest {}  processed {}  dropped {}  pending {}  processes {}  edges {}",
+            t.digest, t.events_processed, t.events_dropped, t.pending, t.processes, t.edges
+        );
+    }
+}
+
+/// The report as text: a line per step (braid steps add their statistics and digests),
+/// then the tables.
 pub fn render(r: &JobReport) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -102,6 +133,9 @@ pub fn render(r: &JobReport) -> String {
         );
         if let Some(note) = &st.note {
             let _ = writeln!(s, "      note: {note}");
+        }
+        if let Some(b) = &st.braid {
+            render_braid(&mut s, b);
         }
     }
     for t in &r.tables {

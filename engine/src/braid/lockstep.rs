@@ -28,6 +28,7 @@ use super::projection::{Application, Projection};
 use super::stats::{BraidStats, LatencyStats};
 use super::torus::Torus;
 use super::workload::Workload;
+use crate::backend::Device;
 
 /// Exchange counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -136,6 +137,16 @@ impl Braid {
         &self.tori
     }
 
+    /// Bytes of capacity held by the tori's event buffers ([`Torus::buffer_bytes`]) plus
+    /// their processes and edges: the braid's own memory, apart from the allocator's slack
+    /// and the statistics (`interval_history` grows by 4 bytes per exchange).
+    pub fn memory_bytes(&self) -> u64 {
+        self.tori
+            .iter()
+            .map(|t| t.buffer_bytes() + t.topology_bytes())
+            .sum()
+    }
+
     /// Digest of every torus, in order.
     pub fn digests(&self) -> Vec<u64> {
         self.tori.iter().map(Torus::digest).collect()
@@ -144,6 +155,22 @@ impl Braid {
     /// Runs to the configured `instants`.
     pub fn run(&mut self) -> Result<(), BraidError> {
         self.run_until(self.config.instants)
+    }
+
+    /// [`Braid::new`] on `device`'s workers (the CPU backend's thread pool) rather than the
+    /// caller's rayon pool.
+    pub fn new_on(device: &Device, config: &BraidConfig) -> Result<Braid, BraidError> {
+        match device {
+            Device::Cpu(d) => d.install(|| Braid::new(config)),
+        }
+    }
+
+    /// [`Braid::run_until`] on `device`'s workers (the CPU backend's thread pool) rather than
+    /// the caller's rayon pool. The thread count never changes results.
+    pub fn run_until_on(&mut self, device: &Device, target: u32) -> Result<(), BraidError> {
+        match device {
+            Device::Cpu(d) => d.install(|| self.run_until(target)),
+        }
     }
 
     /// Processes every instant below `target` on every torus, exchanging on schedule, and

@@ -42,6 +42,8 @@ pub(crate) struct RecallBufs {
     scaled: Vec<f32>,
     /// Similarities, node-major over the embedded nodes.
     sims: Vec<f32>,
+    /// Nodes activated in some lane of a group, ascending.
+    activated: Vec<u32>,
     lanes: Vec<Lane>,
 }
 
@@ -221,9 +223,22 @@ fn run(
         threads,
         &mut gate,
     );
+    // The nodes any lane activated, found in one pass over the node-major state, so that
+    // each lane's results visit those rather than every node (with many lanes, a lane's
+    // column of every node touches a cache line per node).
+    let activated = &mut bufs.activated;
+    activated.clear();
+    if q > 1 {
+        for (v, row) in s.a.chunks_exact(q).enumerate() {
+            if row.iter().any(|&a| a > 0.0) {
+                activated.push(v as u32);
+            }
+        }
+    }
     let s_ro: &Scratch = s;
+    let activated: &[u32] = activated;
     let one = |(i, lane): (usize, &mut Lane)| {
-        let mut r = spreading_result(graph, lane, s_ro, i, params);
+        let mut r = spreading_result(graph, lane, s_ro, i, activated, params);
         // A query that had finished before the budget stopped the group is complete.
         r.partial = outcome.partial && !s_ro.stopped[i];
         r
@@ -332,47 +347,64 @@ impl Lane {
 }
 
 /// Spreading and hybrid modes: every activated node of lane `i`, scored and filtered.
+/// `activated` lists (ascending) the nodes activated in some lane when there are several;
+/// a single lane scans every node.
 fn spreading_result(
     graph: &Graph,
     lane: &mut Lane,
     s: &Scratch,
     i: usize,
+    activated: &[u32],
     params: &RecallParams,
 ) -> RecallResult {
     let lanes = s.lanes();
-    let hybrid = params.mode == RecallMode::Hybrid;
-    let spread = &params.spread;
     lane.hits.clear();
-    for v in 0..graph.node_count() {
-        let at = v * lanes + i;
-        let a = s.a[at];
-        if a <= 0.0 {
-            continue;
+    if lanes == 1 {
+        for (v, &a) in s.a[..graph.node_count()].iter().enumerate() {
+            if a > 0.0 {
+                score_hit(lane, s, v, v, a, params);
+            }
         }
-        let first_hop = u32::from(s.first_hop[at]);
-        let mut confidence = a * spread.factor(Tier::of_hop(first_hop));
-        let sim = lane.sim_of(v as u32);
-        if sim.is_some() {
-            confidence = (confidence * SEED_BOOST).min(1.0);
-        }
-        let mut score = a * confidence;
-        if let (true, Some(sim)) = (hybrid, sim) {
-            score = (score + sim) / 2.0;
-        }
-        if confidence >= params.min_confidence {
-            lane.hits.push(Hit {
-                node: v as u32,
-                score,
-                activation: a,
-                confidence,
-                sim,
-                first_hop,
-            });
+    } else {
+        for &v in activated {
+            let at = v as usize * lanes + i;
+            let a = s.a[at];
+            if a > 0.0 {
+                score_hit(lane, s, v as usize, at, a, params);
+            }
         }
     }
     RecallResult {
         hits: finish(graph, &mut lane.hits, params.k),
         partial: false,
         hops_done: s.hops_done[i],
+    }
+}
+
+/// Scores node `v` (state index `at`, activation `a > 0`) for a lane and keeps it if its
+/// confidence passes `min_confidence`.
+#[inline]
+fn score_hit(lane: &mut Lane, s: &Scratch, v: usize, at: usize, a: f32, params: &RecallParams) {
+    let hybrid = params.mode == RecallMode::Hybrid;
+    let spread = &params.spread;
+    let first_hop = u32::from(s.first_hop[at]);
+    let mut confidence = a * spread.factor(Tier::of_hop(first_hop));
+    let sim = lane.sim_of(v as u32);
+    if sim.is_some() {
+        confidence = (confidence * SEED_BOOST).min(1.0);
+    }
+    let mut score = a * confidence;
+    if let (true, Some(sim)) = (hybrid, sim) {
+        score = (score + sim) / 2.0;
+    }
+    if confidence >= params.min_confidence {
+        lane.hits.push(Hit {
+            node: v as u32,
+            score,
+            activation: a,
+            confidence,
+            sim,
+            first_hop,
+        });
     }
 }

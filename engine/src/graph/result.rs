@@ -61,31 +61,65 @@ pub(crate) fn rank(a_key: f32, a_node: u32, b_key: f32, b_node: u32) -> Ordering
 
 /// Nodes at or above which result assembly scans in parallel.
 const PARALLEL_SCAN: usize = 1 << 16;
+/// Hits at or above which they are sorted in parallel.
+const PARALLEL_SORT: usize = 1 << 14;
+
+/// The sort key of a hit with activation `a > 0`: ascending keys are activation
+/// descending, then node ascending — [`rank`]'s order, since a positive f32's bits order as
+/// its value (the high half is the complement of the bits).
+#[inline]
+fn rank_key(a: f32, v: usize) -> u64 {
+    debug_assert!(a > 0.0);
+    (u64::from(!a.to_bits()) << 32) | v as u64
+}
 
 /// The spread result of lane 0 of `s` (a one-lane propagation).
+///
+/// The activated nodes are collected as [`rank_key`]s, sorted (8-byte keys rather than the
+/// hits themselves), and the hits built in that order. Small lists sort on this thread
+/// rather than waking the pool; keys are distinct, so any sort gives the same list.
 pub(crate) fn spread_result(graph: &Graph, s: &Scratch, params: &SpreadParams) -> SpreadResult {
-    let hit = |v: usize| {
-        let a = s.a[v];
-        (a > 0.0).then(|| {
-            let first_hop = s.first_hop[v];
-            debug_assert_ne!(first_hop, UNSET);
-            let first_hop = u32::from(first_hop);
-            SpreadHit {
-                node: v as u32,
-                label: graph.label_arc(v as u32),
-                activation: a,
-                confidence: a * params.factor(Tier::of_hop(first_hop)),
-                first_hop,
-            }
-        })
-    };
     let n = graph.node_count();
-    let mut hits: Vec<SpreadHit> = if n >= PARALLEL_SCAN {
-        (0..n).into_par_iter().filter_map(hit).collect()
+    let a = &s.a[..n];
+    let mut keys: Vec<u64> = if n >= PARALLEL_SCAN {
+        a.par_iter()
+            .enumerate()
+            .filter(|(_, a)| **a > 0.0)
+            .map(|(v, &a)| rank_key(a, v))
+            .collect()
     } else {
-        (0..n).filter_map(hit).collect()
+        let mut keys = Vec::new();
+        for (v, &a) in a.iter().enumerate() {
+            if a > 0.0 {
+                keys.push(rank_key(a, v));
+            }
+        }
+        keys
     };
-    hits.par_sort_unstable_by(|x, y| rank(x.activation, x.node, y.activation, y.node));
+    if keys.len() >= PARALLEL_SORT {
+        keys.par_sort_unstable();
+    } else {
+        keys.sort_unstable();
+    }
+    let hit = |&key: &u64| {
+        let v = (key & u64::from(u32::MAX)) as usize;
+        let a = s.a[v];
+        let first_hop = s.first_hop[v];
+        debug_assert_ne!(first_hop, UNSET);
+        let first_hop = u32::from(first_hop);
+        SpreadHit {
+            node: v as u32,
+            label: graph.label_arc(v as u32),
+            activation: a,
+            confidence: a * params.factor(Tier::of_hop(first_hop)),
+            first_hop,
+        }
+    };
+    let hits = if keys.len() >= PARALLEL_SORT {
+        keys.par_iter().map(hit).collect()
+    } else {
+        keys.iter().map(hit).collect()
+    };
     SpreadResult {
         hits,
         hops_done: s.hops_done[0],

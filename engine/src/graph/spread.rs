@@ -79,6 +79,8 @@ struct Part {
     alive: Vec<bool>,
     /// Pull with several lanes: the running sums of one node.
     sums: Vec<f32>,
+    /// Push with several lanes: `(lane, Δ)` of the lanes of one source with Δ > 0.
+    on: Vec<(u32, f32)>,
 }
 
 /// Working state of a propagation over `nodes × lanes` activations. Zeroed between calls.
@@ -96,6 +98,8 @@ pub(crate) struct Scratch {
     sum: Vec<f32>,
     /// Push: node touched in this hop.
     touched: Vec<bool>,
+    /// Pull with several lanes: node is in the frontier (set during a hop only).
+    in_frontier: Vec<bool>,
     /// `first_hop[v * lanes + q]`, `UNSET` when a is 0.
     pub first_hop: Vec<u8>,
     /// Nodes with a non-zero Δ(k-1) in some lane, ascending.
@@ -121,6 +125,8 @@ impl Scratch {
         self.first_hop.resize(n, UNSET);
         self.touched.truncate(nodes);
         self.touched.resize(nodes, false);
+        self.in_frontier.truncate(nodes);
+        self.in_frontier.resize(nodes, false);
         self.frontier.clear();
         self.hops_done.clear();
         self.hops_done.resize(lanes, 0);
@@ -324,10 +330,19 @@ fn run_hop(graph: &Graph, s: &mut Scratch, rule: &HopRule, plan: &HopPlan, threa
         }
     }
 
+    // A pull over several lanes skips sources outside the frontier (all their lanes are
+    // zero) with one flag test instead of a pass over their lanes.
+    let flag_frontier = method == HopMethod::Pull && lanes > 1;
+    if flag_frontier {
+        for &u in &s.frontier {
+            s.in_frontier[u as usize] = true;
+        }
+    }
     let cur = &s.cur[..];
     let frontier = &s.frontier[..];
+    let in_frontier = &s.in_frontier[..];
     let run = |st: PartState<'_>| match method {
-        HopMethod::Pull => pull_part(graph, cur, lanes, rule, st),
+        HopMethod::Pull => pull_part(graph, cur, in_frontier, lanes, rule, st),
         HopMethod::Push => push_part(graph, cur, frontier, lanes, rule, st),
     };
     if parts == 1 {
@@ -362,6 +377,11 @@ fn run_hop(graph: &Graph, s: &mut Scratch, rule: &HopRule, plan: &HopPlan, threa
             });
     }
 
+    if flag_frontier {
+        for &u in &s.frontier {
+            s.in_frontier[u as usize] = false;
+        }
+    }
     // Δ(k-1) is spent: zero it where it was non-zero, then Δk becomes current.
     if frontier.len() * 4 > n {
         s.cur.par_iter_mut().for_each(|x| *x = 0.0);
@@ -399,8 +419,31 @@ fn apply(st: &mut PartState<'_>, i: usize, q: usize, sum: f32, rule: &HopRule) -
     false
 }
 
-/// Pull over the partition's nodes: each sums its in-edges in ascending source order.
-fn pull_part(graph: &Graph, cur: &[f32], lanes: usize, rule: &HopRule, mut st: PartState<'_>) {
+/// The contribution `c = (Δ · w') · D(k)` of one edge if `c >= θ`, else +0.
+///
+/// Pull adds this for *every* in-edge, without testing `Δ > 0` first: that gives the same
+/// bits as adding only the kept contributions of active sources, because an inactive
+/// source has Δ = +0, so `c = +0` (w' and D(k) are finite and >= 0), and a rejected
+/// contribution is +0 as well; adding +0 leaves a sum unchanged unless the sum is -0, and a
+/// sum that starts at +0 and adds only values >= +0 never is. Without the data-dependent
+/// branches (taken about half the time on a large frontier) the loop runs about twice as
+/// fast, and the lanes of a batch vectorise.
+#[inline(always)]
+fn kept(d: f32, w: f32, dk: f32, theta: f32) -> f32 {
+    let c = (d * w) * dk;
+    if c >= theta { c } else { 0.0 }
+}
+
+/// Pull over the partition's nodes: each sums its in-edges in ascending source order. With
+/// several lanes, `in_frontier` flags the sources that have a non-zero Δ in some lane.
+fn pull_part(
+    graph: &Graph,
+    cur: &[f32],
+    in_frontier: &[bool],
+    lanes: usize,
+    rule: &HopRule,
+    mut st: PartState<'_>,
+) {
     let count = st.touched.len();
     let (dk, theta) = (rule.dk, rule.theta);
     for li in 0..count {
@@ -410,27 +453,19 @@ fn pull_part(graph: &Graph, cur: &[f32], lanes: usize, rule: &HopRule, mut st: P
         if lanes == 1 {
             let mut s = 0.0f32;
             for (&u, &w) in srcs.iter().zip(ws) {
-                let d = cur[u as usize];
-                if d > 0.0 {
-                    let c = (d * w) * dk;
-                    if c >= theta {
-                        s += c;
-                    }
-                }
+                s += kept(cur[u as usize], w, dk, theta);
             }
             active = apply(&mut st, li, 0, s, rule);
         } else {
             let mut sums = std::mem::take(&mut st.part.sums);
             sums.fill(0.0);
             for (&u, &w) in srcs.iter().zip(ws) {
+                if !in_frontier[u as usize] {
+                    continue;
+                }
                 let base = u as usize * lanes;
                 for (s, &d) in sums.iter_mut().zip(&cur[base..base + lanes]) {
-                    if d > 0.0 {
-                        let c = (d * w) * dk;
-                        if c >= theta {
-                            *s += c;
-                        }
-                    }
+                    *s += kept(d, w, dk, theta);
                 }
             }
             for (q, &s) in sums.iter().enumerate() {
@@ -459,30 +494,37 @@ fn push_part(
     let (dk, theta) = (rule.dk, rule.theta);
     let mut touched = std::mem::take(&mut st.part.touched);
     touched.clear();
+    // The lanes of the source with Δ > 0, listed once per source rather than tested again
+    // at every out-edge (a batch's sources are active in a few of its lanes).
+    let mut on = std::mem::take(&mut st.part.on);
     for &u in frontier {
         let (targets, ws) = graph.out.row(u);
         let base = u as usize * lanes;
-        let deltas = &cur[base..base + lanes];
+        on.clear();
+        for (q, &d) in cur[base..base + lanes].iter().enumerate() {
+            if d > 0.0 {
+                on.push((q as u32, d));
+            }
+        }
         for (&v, &w) in targets.iter().zip(ws) {
             let li = v.wrapping_sub(lo);
             if li >= count {
                 continue;
             }
             let li = li as usize;
-            for (q, &d) in deltas.iter().enumerate() {
-                if d > 0.0 {
-                    let c = (d * w) * dk;
-                    if c >= theta {
-                        if !st.touched[li] {
-                            st.touched[li] = true;
-                            touched.push(v);
-                        }
-                        st.sum[li * lanes + q] += c;
+            for &(q, d) in &on {
+                let c = (d * w) * dk;
+                if c >= theta {
+                    if !st.touched[li] {
+                        st.touched[li] = true;
+                        touched.push(v);
                     }
+                    st.sum[li * lanes + q as usize] += c;
                 }
             }
         }
     }
+    st.part.on = on;
     touched.sort_unstable();
     for &v in &touched {
         let li = (v - lo) as usize;

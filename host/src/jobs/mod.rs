@@ -1,4 +1,5 @@
-//! Job files (SPEC §5): a batch job as a list of steps over tables, run by [`run_job`].
+//! Job files (SPEC §5): a batch job as a list of steps over tables and braids, run by
+//! [`run_job`].
 //!
 //! ```toml
 //! name = "ycsb-b"                 # optional, for the report
@@ -30,8 +31,18 @@
 //! kind = "apply_ops"              # an ops file (SPEC §5), relative to the job file
 //! table = "usertable"
 //! ops = "extra.ops"
+//!
+//! [[steps]]
+//! kind = "braid_run"              # a braid (SPEC §3) from a braid config file (SPEC §5),
+//! config = "braid.toml"           # relative to the job file
+//! instants = 2000                 # optional: run to this instant instead of the config's
 //! ```
-//! Unknown keys are errors. Later issues add graph and braid steps to the same list.
+//! Unknown keys are errors. A braid step runs on the job's device (its worker pool) and
+//! reports the braid's statistics and the digest of every torus, the same figures as
+//! `warpgrid braid run` on the same config. The braid config is always its own file (the
+//! one `warpgrid braid run` takes, like `apply_ops` takes an ops file): a step and the CLI
+//! then read a config the same way, and its errors keep the config's own lines and fields.
+//! Graph steps are still to come.
 
 mod run;
 
@@ -39,7 +50,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use run::{JobReport, Progress, StepReport, run_job};
+pub use run::{BraidStepReport, BraidTorusReport, JobReport, Progress, StepReport, run_job};
 
 /// A parsed job file.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +113,13 @@ pub enum Step {
         #[serde(default)]
         scan: Option<String>,
     },
+    /// Runs a braid: `config` is a braid config file (SPEC §5) relative to the job file;
+    /// `instants` (optional) overrides the config's `instants`.
+    BraidRun {
+        config: String,
+        #[serde(default)]
+        instants: Option<u32>,
+    },
 }
 
 fn default_shards() -> u32 {
@@ -151,6 +169,7 @@ impl Step {
             Step::ApplyOps { .. } => "apply_ops",
             Step::YcsbLoad { .. } => "ycsb_load",
             Step::YcsbRun { .. } => "ycsb_run",
+            Step::BraidRun { .. } => "braid_run",
         }
     }
 }
@@ -169,7 +188,7 @@ impl Job {
     pub fn parse(text: &str, file: &str) -> Result<Job, JobError> {
         let job: Job = toml::from_str(text).map_err(|e| JobError::Parse {
             file: file.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: parse_message(text, &e),
         })?;
         if job.steps.is_empty() {
             return Err(JobError::Parse {
@@ -178,5 +197,20 @@ impl Job {
             });
         }
         Ok(job)
+    }
+}
+
+/// The TOML error as "line L, column C: message" (the crate's own text spans several lines).
+/// An error inside a step points at the step's `[[steps]]` line.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().to_owned();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }

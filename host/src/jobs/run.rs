@@ -1,5 +1,6 @@
 //! Runs a [`Job`]: each table behind its own submission queue, YCSB steps as pipelined
-//! client threads, every read checked, and a report of throughput and latency.
+//! client threads, every read checked, braids on the device's worker pool, and a report of
+//! throughput and latency (and, for braids, their statistics and digests).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -7,11 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
+use warpgrid_engine::braid::{Braid, BraidStats};
 use warpgrid_engine::rng::SplitMix64;
-use warpgrid_engine::{Batch, Device, Outcome, Table, TableConfig};
+use warpgrid_engine::{BackendKind, Batch, Device, Outcome, Table, TableConfig};
 
 use super::{Job, JobError, Step};
 use crate::OpsReader;
+use crate::braidfile::load_braid_config;
 use crate::cache::CacheConfig;
 use crate::metrics::{Histogram, HistogramSnapshot, Registry};
 use crate::queue::{Client, Queue, QueueConfig, Ticket};
@@ -40,6 +43,76 @@ pub struct StepReport {
     /// Per operation, measured by the client from submission to result (YCSB runs).
     pub latency_ns: Option<HistogramSnapshot>,
     pub note: Option<String>,
+    /// Braid steps: the braid's statistics at the end of the step (absent for other steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub braid: Option<BraidStepReport>,
+}
+
+/// What a braid step ended with: the fields of `warpgrid braid run --json` (SPEC §5) that
+/// identify a run, plus the events it processed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BraidStepReport {
+    /// The braid config, as resolved against the job file's directory.
+    pub config: String,
+    pub now: u32,
+    pub interval: u32,
+    pub exchanges: u64,
+    pub boundary_violations: u64,
+    pub global_violations: u64,
+    pub hash_mismatches: u64,
+    pub corrective_events: u64,
+    pub corrective_dropped: u64,
+    pub critical: u64,
+    /// Over all tori.
+    pub events_processed: u64,
+    pub events_dropped: u64,
+    /// Events per second of the braid's processing wall time (exchanges excluded).
+    pub events_per_s: f64,
+    pub tori: Vec<BraidTorusReport>,
+}
+
+/// One torus at the end of a braid step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BraidTorusReport {
+    /// FNV-1a 64 digest (SPEC §3.1) as 16 lowercase hex digits.
+    pub digest: String,
+    pub events_processed: u64,
+    pub events_dropped: u64,
+    pub pending: u64,
+    pub processes: u32,
+    pub edges: u32,
+}
+
+impl BraidStepReport {
+    pub fn new(config: String, s: &BraidStats) -> BraidStepReport {
+        BraidStepReport {
+            config,
+            now: s.now,
+            interval: s.interval,
+            exchanges: s.exchanges,
+            boundary_violations: s.boundary_violations,
+            global_violations: s.global_violations,
+            hash_mismatches: s.hash_mismatches,
+            corrective_events: s.corrective_events,
+            corrective_dropped: s.corrective_dropped,
+            critical: s.critical,
+            events_processed: s.events_processed(),
+            events_dropped: s.events_dropped(),
+            events_per_s: s.latency.events_per_sec,
+            tori: s
+                .tori
+                .iter()
+                .map(|t| BraidTorusReport {
+                    digest: format!("{:016x}", t.digest),
+                    events_processed: t.events_processed,
+                    events_dropped: t.events_dropped,
+                    pending: t.pending,
+                    processes: t.processes,
+                    edges: t.edges,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A table at the end of the job.
@@ -181,6 +254,7 @@ fn run_step(
             },
             latency_ns: latency,
             note,
+            braid: None,
         }
     };
     let finish =
@@ -404,7 +478,92 @@ fn run_step(
                 end,
             ))
         }
+        Step::BraidRun { config, instants } => {
+            let kind = ctx.device.kind();
+            if kind != BackendKind::Cpu {
+                return Err(format!(
+                    "braids run on the cpu backend only in this version (the {kind} backend has \
+                     no braid kernels yet); run the job with --backend cpu"
+                ));
+            }
+            let path = ctx.base.join(config);
+            let shown = path.display().to_string();
+            let mut bc = load_braid_config(&path).map_err(|e| e.to_string())?;
+            if let Some(n) = *instants {
+                bc.instants = n;
+                bc.validate()
+                    .map_err(|e| format!("instants = {n} (the step's): {e}"))?;
+            }
+            let fail = |e: warpgrid_engine::braid::BraidError| format!("{shown}: {e}");
+            let mut braid = Braid::new_on(ctx.device, &bc).map_err(fail)?;
+            let target = bc.instants;
+            let [x, y, z] = bc.torus.dims;
+            let label = format!("braid {config}: {} tori of {x}x{y}x{z}", bc.tori);
+            // About a hundred calls, so progress moves; the result does not depend on them.
+            let chunk = (target / 100).max(1);
+            let mut at = 0u32;
+            progress(&label, 0, target as u64);
+            while at < target {
+                at = at.saturating_add(chunk).min(target);
+                braid.run_until_on(ctx.device, at).map_err(fail)?;
+                progress(&label, at as u64, target as u64);
+            }
+            let end = Instant::now();
+            let stats = braid.stats();
+            record_braid_metrics(ctx.registry, index, &stats);
+            let mut report = finish_at(
+                format!("{label}, to instant {target}"),
+                stats.events_processed(),
+                None,
+                None,
+                end,
+            );
+            report.braid = Some(BraidStepReport::new(shown, &stats));
+            Ok(report)
+        }
     }
+}
+
+/// A braid step's counters as metrics, labelled with the step number.
+fn record_braid_metrics(registry: &Registry, step: usize, s: &BraidStats) {
+    let step = step.to_string();
+    let labels = [("step", step.as_str())];
+    for (name, help, value) in [
+        (
+            "warpgrid_braid_events_total",
+            "events processed by a braid step, all tori",
+            s.events_processed(),
+        ),
+        (
+            "warpgrid_braid_events_dropped_total",
+            "events dropped at max_pending by a braid step, all tori",
+            s.events_dropped(),
+        ),
+        (
+            "warpgrid_braid_exchanges_total",
+            "projection exchanges of a braid step",
+            s.exchanges,
+        ),
+        (
+            "warpgrid_braid_boundary_violations_total",
+            "boundary violations found by a braid step's exchanges",
+            s.boundary_violations,
+        ),
+        (
+            "warpgrid_braid_global_violations_total",
+            "global violations found by a braid step's exchanges",
+            s.global_violations,
+        ),
+    ] {
+        registry.counter_with(name, help, &labels).add(value);
+    }
+    registry
+        .gauge_with(
+            "warpgrid_braid_events_per_second",
+            "events per second of a braid step's processing wall time",
+            &labels,
+        )
+        .set(s.latency.events_per_sec);
 }
 
 fn queue_of(ctx: &Ctx<'_>, table: &str) -> Result<Queue, String> {

@@ -184,6 +184,24 @@ impl<E: Packed> Calendar<E> {
         }
     }
 
+    /// Bytes of capacity held by the ring's buckets, the far-future map's buffers and the
+    /// pool (the calendar's own bookkeeping included).
+    pub fn buffer_bytes(&self) -> u64 {
+        let ev = std::mem::size_of::<E>();
+        let bufs = |v: &[Vec<E>]| v.iter().map(|b| b.capacity() * ev).sum::<usize>();
+        let vec_head = std::mem::size_of::<Vec<E>>();
+        let far: usize = self
+            .far
+            .values()
+            .map(|b| b.capacity() * ev + vec_head)
+            .sum();
+        (bufs(&self.ring)
+            + bufs(&self.pool)
+            + far
+            + (self.ring.capacity() + self.pool.capacity()) * vec_head
+            + self.slot_len.capacity() * 8) as u64
+    }
+
     /// Every pending event, in total order, given the clock `now`.
     pub fn events(&self, now: u32) -> Vec<Event> {
         let mut out = Vec::with_capacity(self.pending as usize);

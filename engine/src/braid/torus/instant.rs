@@ -90,6 +90,34 @@ impl<E> Default for Scratch<E> {
     }
 }
 
+impl<E> Scratch<E> {
+    /// Bytes of capacity held by the instant's working buffers (grouped events, sorters,
+    /// leaves' emission buffers and pools, the merge's histograms).
+    pub(crate) fn buffer_bytes(&self) -> u64 {
+        let ev = std::mem::size_of::<E>();
+        let head = std::mem::size_of::<Vec<E>>();
+        let bufs = |v: &[Vec<E>]| v.iter().map(|b| b.capacity() * ev).sum::<usize>();
+        let leaves: usize = self
+            .leaves
+            .iter()
+            .map(|l| {
+                l.sorter.buffer_bytes()
+                    + l.outs.capacity() * 4
+                    + bufs(&l.out)
+                    + bufs(&l.pool)
+                    + (l.out.capacity() + l.pool.capacity()) * head
+                    + l.touched.capacity() * 4
+            })
+            .sum();
+        let sorters: usize = self.sorters.iter().map(Sorter::buffer_bytes).sum();
+        (leaves
+            + sorters
+            + (self.sorted.capacity() + self.boundary.capacity()) * ev
+            + (self.bounds.capacity() + self.order.capacity() + self.coarse.capacity()) * 4
+            + self.count.capacity() * 8) as u64
+    }
+}
+
 /// What one instant did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct InstantOutcome {

@@ -162,6 +162,19 @@ impl Torus {
         on_store!(&self.store, cal, _s => cal.pending)
     }
 
+    /// Bytes of capacity held by the event buffers: the pending events' calendar and the
+    /// buffers that process an instant. They grow until the workload's shape settles and are
+    /// reused from then on; `max_pending` bounds the calendar, one instant's emissions bound
+    /// the rest.
+    pub fn buffer_bytes(&self) -> u64 {
+        on_store!(&self.store, cal, scratch => cal.buffer_bytes() + scratch.buffer_bytes())
+    }
+
+    /// Bytes of the processes and edges (fixed at construction).
+    pub fn topology_bytes(&self) -> u64 {
+        self.topo.bytes()
+    }
+
     /// Number of processes.
     pub fn processes(&self) -> u32 {
         self.topo.processes

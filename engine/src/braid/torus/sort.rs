@@ -37,6 +37,16 @@ pub(crate) struct Sorter<E> {
     groups: Vec<(u32, u32, u32, u32)>,
 }
 
+impl<E> Sorter<E> {
+    /// Bytes of capacity its buffers hold.
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        (self.keys.capacity() + self.tmp.capacity()) * 8
+            + (self.hist.capacity() + self.counts.capacity()) * 4
+            + self.spare.capacity() * std::mem::size_of::<E>()
+            + self.groups.capacity() * 16
+    }
+}
+
 impl<E> Default for Sorter<E> {
     fn default() -> Self {
         Sorter {

@@ -27,6 +27,14 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
+    /// Bytes of the process and edge arrays.
+    pub fn bytes(&self) -> u64 {
+        (self.has_process.capacity()
+            + (self.state.capacity() + self.acc.capacity() + self.received.capacity()) * 4
+            + (self.edge_start.capacity() + self.edge_to.capacity()) * 4
+            + self.edge_delay.capacity() * 2) as u64
+    }
+
     /// Builds the rows from a workload whose cells are all below `lattice.cells` and whose
     /// delays are in `1..=max_delay`: a repeated `(from, to)` replaces the delay and keeps the
     /// first position.
