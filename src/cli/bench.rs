@@ -2,6 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use warpgrid::bench::braid::{self, BraidBenchConfig};
+use warpgrid::bench::graph::{self, GraphBenchConfig};
 use warpgrid::bench::kv::{self, KvBenchConfig};
 
 use super::{Global, progress};
@@ -25,6 +27,12 @@ pub struct BenchArgs {
     /// Keys for the kv suite (default 4,000,000; --quick 500,000).
     #[arg(long)]
     keys: Option<usize>,
+    /// Nodes of the graph suite's Barabasi-Albert graph (default 10,000; --quick 2,000).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Embedding dimension of the graph suite (default 384; --quick 64).
+    #[arg(long)]
+    dim: Option<usize>,
     /// Repeats per system; the median is reported.
     #[arg(long)]
     repeats: Option<usize>,
@@ -47,23 +55,33 @@ pub struct BenchArgs {
 }
 
 pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
-    for (suite, what) in [
-        (Suite::Graph, "activation graphs"),
-        (Suite::Braid, "braided tori"),
-    ] {
-        if args.suite == suite {
-            bail!(
-                "bench {}: {what} are not implemented in this version, so there is nothing to measure",
-                what
-            );
-        }
-    }
     if args.suite == Suite::All {
-        eprintln!("bench all: running kv (graph and braid workloads are not implemented yet)");
+        eprintln!("bench all: running kv, then graph, then braid");
     }
     let device = global.device()?;
+    let mut reports = Vec::new();
+    if matches!(args.suite, Suite::Kv | Suite::All) {
+        reports.push(run_kv(args, &device)?);
+    }
+    if matches!(args.suite, Suite::Graph | Suite::All) {
+        reports.push(run_graph(args, &device)?);
+    }
+    if matches!(args.suite, Suite::Braid | Suite::All) {
+        reports.push(run_braid(args, &device)?);
+    }
+    emit(global, &args.out, &reports)
+}
+
+/// A suite's JSON report and its text table.
+type Report = (serde_json::Value, String);
+
+fn report(r: &impl serde::Serialize, text: String) -> Result<Report> {
+    Ok((serde_json::to_value(r)?, text))
+}
+
+fn run_kv(args: &BenchArgs, device: &warpgrid::Device) -> Result<Report> {
     if let Some(clients) = args.clients {
-        return run_clients(global, args, &device, clients);
+        return run_clients(args, device, clients);
     }
     if args.durable {
         use warpgrid::bench::durable::{self, DurableBenchConfig};
@@ -77,12 +95,12 @@ pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
             .as_ref()
             .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
         let bar = progress::spinner();
-        let report = durable::run(&device, &cfg, &work, |m| {
+        let r = durable::run(device, &cfg, &work, |m| {
             bar.set_message(format!("kv --durable {m}"))
         })
         .map_err(anyhow::Error::msg)?;
         bar.finish_and_clear();
-        return emit(global, &args.out, &report, &durable::render(&report));
+        return report(&r, durable::render(&r));
     }
     let mut cfg = if args.quick {
         KvBenchConfig::quick()
@@ -96,18 +114,61 @@ pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
         cfg.repeats = r.max(1);
     }
     let bar = progress::spinner();
-    let report = kv::run(&device, &cfg, |m| bar.set_message(format!("kv {m}")))
+    let r = kv::run(device, &cfg, |m| bar.set_message(format!("kv {m}")))
         .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
-    emit(global, &args.out, &report, &kv::render(&report))
+    report(&r, kv::render(&r))
 }
 
-fn run_clients(
-    global: &Global,
-    args: &BenchArgs,
-    device: &warpgrid::Device,
-    clients: usize,
-) -> Result<()> {
+/// SPEC §7 row 5: three tori, one torus and the heap reference on the same workloads.
+fn run_braid(args: &BenchArgs, device: &warpgrid::Device) -> Result<Report> {
+    let cfg = if args.quick {
+        BraidBenchConfig::quick()
+    } else {
+        BraidBenchConfig::full()
+    };
+    let bar = progress::spinner();
+    let r = braid::run(device, &cfg, |m| bar.set_message(format!("braid {m}")))
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    report(&r, braid::render(&r))
+}
+
+fn run_graph(args: &BenchArgs, device: &warpgrid::Device) -> Result<Report> {
+    let mut cfg = if args.quick {
+        GraphBenchConfig::quick()
+    } else {
+        GraphBenchConfig::full()
+    };
+    if let Some(n) = args.nodes {
+        if n <= cfg.m {
+            bail!(
+                "--nodes: expected more than {} (the links per new node), got {n}",
+                cfg.m
+            );
+        }
+        cfg.nodes = n;
+    }
+    if let Some(d) = args.dim {
+        if !(1..=warpgrid::engine::graph::MAX_DIM).contains(&d) {
+            bail!(
+                "--dim: expected 1..={}, got {d}",
+                warpgrid::engine::graph::MAX_DIM
+            );
+        }
+        cfg.dim = d;
+    }
+    if let Some(r) = args.repeats {
+        cfg.repeats = r.max(1);
+    }
+    let bar = progress::spinner();
+    let r = graph::run(device, &cfg, |m| bar.set_message(format!("graph {m}")))
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    report(&r, graph::render(&r))
+}
+
+fn run_clients(args: &BenchArgs, device: &warpgrid::Device, clients: usize) -> Result<Report> {
     use warpgrid::bench::clients::{self, ClientsBenchConfig};
     let mut cfg = if args.quick {
         ClientsBenchConfig::quick(clients)
@@ -122,22 +183,25 @@ fn run_clients(
         cfg.repeats = r.max(1);
     }
     let bar = progress::spinner();
-    let report = clients::run(device, &cfg, |m| {
+    let r = clients::run(device, &cfg, |m| {
         bar.set_message(format!("kv --clients {m}"))
     })
     .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
-    emit(global, &args.out, &report, &clients::render(&report))
+    report(&r, clients::render(&r))
 }
 
-/// Writes a suite's JSON report to `out`, and prints it (`--json`) or its text table.
-fn emit(global: &Global, out: &str, report: &impl serde::Serialize, text: &str) -> Result<()> {
-    let json = serde_json::to_string_pretty(&serde_json::json!({ "suites": [report] }))?;
+/// Writes the suites' JSON report to `out`, and prints it (`--json`) or their text tables.
+fn emit(global: &Global, out: &str, reports: &[Report]) -> Result<()> {
+    let suites: Vec<&serde_json::Value> = reports.iter().map(|(v, _)| v).collect();
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "suites": suites }))?;
     std::fs::write(out, &json).with_context(|| format!("{out}: cannot write the JSON report"))?;
     if global.json {
         println!("{json}");
     } else {
-        print!("{text}");
+        for (_, text) in reports {
+            print!("{text}");
+        }
         println!("JSON report: {out}");
     }
     Ok(())
