@@ -11,7 +11,7 @@
 
 pub mod cpu;
 mod cuda;
-mod wgpu;
+pub mod wgpu;
 
 use std::fmt;
 use std::str::FromStr;
@@ -126,6 +126,7 @@ pub struct DeviceConfig {
 #[non_exhaustive]
 pub enum Device {
     Cpu(cpu::CpuDevice),
+    Wgpu(wgpu::WgpuDevice),
 }
 
 impl Device {
@@ -134,7 +135,8 @@ impl Device {
         match config.backend {
             BackendKind::Auto => {
                 for kind in BackendKind::CONCRETE {
-                    if probe(kind).is_ok() {
+                    // wgpu runs only part of the workloads yet (wgpu::AUTO_SKIP_REASON).
+                    if kind != BackendKind::Wgpu && probe(kind).is_ok() {
                         return Device::open_kind(kind, config);
                     }
                 }
@@ -163,6 +165,7 @@ impl Device {
     fn open_kind(kind: BackendKind, config: &DeviceConfig) -> Result<Device, BackendError> {
         match kind {
             BackendKind::Cpu => Ok(Device::Cpu(cpu::CpuDevice::new(config)?)),
+            BackendKind::Wgpu => Ok(Device::Wgpu(wgpu::WgpuDevice::open()?)),
             other => Err(BackendError::Unavailable {
                 backend: other,
                 reason: "probe succeeded but the backend has no device implementation".into(),
@@ -173,6 +176,7 @@ impl Device {
     pub fn kind(&self) -> BackendKind {
         match self {
             Device::Cpu(_) => BackendKind::Cpu,
+            Device::Wgpu(_) => BackendKind::Wgpu,
         }
     }
 
@@ -180,6 +184,7 @@ impl Device {
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu(d) => d.describe_device(),
+            Device::Wgpu(d) => d.describe_device(),
         }
     }
 
@@ -188,6 +193,7 @@ impl Device {
     pub fn table_bytes(&self) -> u64 {
         match self {
             Device::Cpu(d) => d.allocated_bytes(),
+            Device::Wgpu(_) => 0,
         }
     }
 
@@ -196,6 +202,7 @@ impl Device {
     pub fn release_cached_buffers(&self) {
         match self {
             Device::Cpu(d) => d.release_scratch(),
+            Device::Wgpu(_) => {}
         }
     }
 
@@ -203,6 +210,8 @@ impl Device {
     pub fn threads(&self) -> usize {
         match self {
             Device::Cpu(d) => d.threads(),
+            // Host-side work of a wgpu device runs on the global rayon pool.
+            Device::Wgpu(_) => rayon::current_num_threads(),
         }
     }
 }
