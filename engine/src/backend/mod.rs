@@ -107,6 +107,24 @@ fn probe(kind: BackendKind) -> Result<String, Unavailable> {
     }
 }
 
+/// The kinds of work a backend may or may not run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Workload {
+    Tables,
+    Graphs,
+    Braids,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Tables => "shard tables",
+            Workload::Graphs => "activation graphs",
+            Workload::Braids => "braided tori",
+        }
+    }
+}
+
 /// Settings of a device, whatever its backend.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceConfig {
@@ -169,6 +187,18 @@ impl Device {
             other => Err(BackendError::Unavailable {
                 backend: other,
                 reason: "probe succeeded but the backend has no device implementation".into(),
+            }),
+        }
+    }
+
+    /// Whether this device runs `workload`; `Err` says why not (the wgpu backend runs only
+    /// graphs in this version).
+    pub fn supports(&self, workload: Workload) -> Result<(), BackendError> {
+        match (self, workload) {
+            (Device::Cpu(_), _) | (Device::Wgpu(_), Workload::Graphs) => Ok(()),
+            (Device::Wgpu(_), _) => Err(BackendError::Unsupported {
+                backend: BackendKind::Wgpu,
+                what: workload.name(),
             }),
         }
     }

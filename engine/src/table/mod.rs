@@ -19,8 +19,8 @@ pub use stats::{ShardStats, TableStats};
 use std::collections::BTreeMap;
 
 use crate::backend::cpu::CpuShards;
-use crate::backend::{Device, TableBackend};
-use crate::error::{BackendError, TableError};
+use crate::backend::{Device, TableBackend, Workload};
+use crate::error::TableError;
 
 /// The shards of a table, on whichever backend holds them.
 #[derive(Debug)]
@@ -45,10 +45,8 @@ impl Table {
         let shards = match device {
             Device::Cpu(d) => Shards::Cpu(d.create_shards(&config)?),
             other => {
-                return Err(TableError::Backend(BackendError::Unsupported {
-                    backend: other.kind(),
-                    what: "shard tables",
-                }));
+                other.supports(Workload::Tables)?;
+                unreachable!("a backend that supports tables creates its shards above")
             }
         };
         Ok(Table {
