@@ -17,7 +17,7 @@ mod common;
 
 use common::model::{self, Expect, MIN_SLOTS, Model, Op, batch_of, max_items, shard};
 use common::{Rng, distinct_key};
-use warpgrid_engine::backend::{BackendKind, Device, DeviceConfig};
+use warpgrid_engine::backend::{BackendKind, Device, DeviceConfig, Workload};
 use warpgrid_engine::error::{BackendError, TableError};
 use warpgrid_engine::table::{BatchResults, Table, TableConfig};
 
@@ -92,6 +92,17 @@ fn run_on_backend(body_name: &str, test: &str, body: fn(&Device)) {
                 kind,
                 "Device::open({kind}) opened another backend"
             );
+            // A backend that runs only part of the workloads yet (wgpu: graphs only) skips
+            // the table suite with its reason, REQUIRE or not: the gap is the open issue's.
+            if let Err(why) = device.supports(Workload::Tables) {
+                assert_ne!(
+                    kind,
+                    BackendKind::Cpu,
+                    "the cpu backend runs every workload"
+                );
+                eprintln!("skipped {body_name} on {name}: {why}");
+                return;
+            }
             body(&device);
         }
         Err(BackendError::Unavailable { backend, reason }) => {

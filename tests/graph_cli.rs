@@ -409,3 +409,42 @@ fn bad_recall_input_names_the_file_and_the_argument() {
     let (ok, _, err) = run(&["graph", "recall", &plain, "--queries", &good]);
     assert!(!ok && err.contains("no embeddings"), "{err}");
 }
+
+/// `warpgrid graph spread ... | head -c 100`: the reader leaves long before the output ends;
+/// the command exits quietly instead of panicking on the broken pipe.
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6000;
+    let nodes: String = (0..n)
+        .map(|v| format!("{v}\tconcept\tnode-{v}\n"))
+        .collect();
+    let edges: String = (1..n).map(|v| format!("0\t{v}\t1\n")).collect();
+    let nodes = write(dir.path(), "nodes.tsv", &nodes);
+    let edges = write(dir.path(), "edges.tsv", &edges);
+    let g = dir.path().join("g.wgraph").to_str().unwrap().to_owned();
+    let (ok, _, err) = run(&[
+        "graph",
+        "build",
+        "--nodes",
+        &nodes,
+        "--edges",
+        &edges,
+        "-o",
+        &g,
+        "--no-hierarchical",
+    ]);
+    assert!(ok, "{err}");
+    // About 6000 hits of ~40 bytes: far more than a pipe holds, so later writes must fail.
+    let script = format!(
+        "{} graph spread {g} --seed 0 --json | head -c 100 >/dev/null",
+        env!("CARGO_BIN_EXE_warpgrid")
+    );
+    let o = std::process::Command::new("bash")
+        .args(["-c", &format!("set -o pipefail; {script}")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(o.status.success(), "{stderr}");
+}

@@ -29,6 +29,19 @@ pub enum BackendError {
          the operation was not applied"
     )]
     AllocationFailed { backend: BackendKind, bytes: u64 },
+    /// The backend does not run this kind of work (yet); nothing was done.
+    #[error("the {backend} backend does not run {what} in this version; use --backend cpu")]
+    Unsupported {
+        backend: BackendKind,
+        what: &'static str,
+    },
+    /// The device reported an error (validation, out of memory, lost device) while doing
+    /// the operation named in `reason`; the operation did not complete.
+    #[error("{backend} device error: {reason}")]
+    Device {
+        backend: BackendKind,
+        reason: String,
+    },
     /// A setting of the backend is invalid.
     #[error("invalid backend setting {field}: {reason}")]
     InvalidSetting { field: &'static str, reason: String },

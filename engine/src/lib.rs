@@ -15,7 +15,9 @@ pub mod graph;
 pub mod rng;
 pub mod table;
 
-pub use backend::{BackendKind, Device, DeviceConfig, ProbeReport, Unavailable, probe_all};
+pub use backend::{
+    BackendKind, Device, DeviceConfig, ProbeReport, Unavailable, Workload, probe_all,
+};
 pub use braid::{
     Braid, BraidConfig, BraidError, BraidStats, EdgesBuilder, InjectBuilder, ProcessesBuilder,
     Torus, TorusConfig,

@@ -11,7 +11,7 @@
 
 pub mod cpu;
 mod cuda;
-mod wgpu;
+pub mod wgpu;
 
 use std::fmt;
 use std::str::FromStr;
@@ -107,6 +107,24 @@ fn probe(kind: BackendKind) -> Result<String, Unavailable> {
     }
 }
 
+/// The kinds of work a backend may or may not run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Workload {
+    Tables,
+    Graphs,
+    Braids,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Tables => "shard tables",
+            Workload::Graphs => "activation graphs",
+            Workload::Braids => "braided tori",
+        }
+    }
+}
+
 /// Settings of a device, whatever its backend.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceConfig {
@@ -126,6 +144,7 @@ pub struct DeviceConfig {
 #[non_exhaustive]
 pub enum Device {
     Cpu(cpu::CpuDevice),
+    Wgpu(wgpu::WgpuDevice),
 }
 
 impl Device {
@@ -134,7 +153,8 @@ impl Device {
         match config.backend {
             BackendKind::Auto => {
                 for kind in BackendKind::CONCRETE {
-                    if probe(kind).is_ok() {
+                    // wgpu runs only part of the workloads yet (wgpu::AUTO_SKIP_REASON).
+                    if kind != BackendKind::Wgpu && probe(kind).is_ok() {
                         return Device::open_kind(kind, config);
                     }
                 }
@@ -163,6 +183,7 @@ impl Device {
     fn open_kind(kind: BackendKind, config: &DeviceConfig) -> Result<Device, BackendError> {
         match kind {
             BackendKind::Cpu => Ok(Device::Cpu(cpu::CpuDevice::new(config)?)),
+            BackendKind::Wgpu => Ok(Device::Wgpu(wgpu::WgpuDevice::open()?)),
             other => Err(BackendError::Unavailable {
                 backend: other,
                 reason: "probe succeeded but the backend has no device implementation".into(),
@@ -170,9 +191,22 @@ impl Device {
         }
     }
 
+    /// Whether this device runs `workload`; `Err` says why not (the wgpu backend runs only
+    /// graphs in this version).
+    pub fn supports(&self, workload: Workload) -> Result<(), BackendError> {
+        match (self, workload) {
+            (Device::Cpu(_), _) | (Device::Wgpu(_), Workload::Graphs) => Ok(()),
+            (Device::Wgpu(_), _) => Err(BackendError::Unsupported {
+                backend: BackendKind::Wgpu,
+                what: workload.name(),
+            }),
+        }
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self {
             Device::Cpu(_) => BackendKind::Cpu,
+            Device::Wgpu(_) => BackendKind::Wgpu,
         }
     }
 
@@ -180,6 +214,7 @@ impl Device {
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu(d) => d.describe_device(),
+            Device::Wgpu(d) => d.describe_device(),
         }
     }
 
@@ -188,6 +223,7 @@ impl Device {
     pub fn table_bytes(&self) -> u64 {
         match self {
             Device::Cpu(d) => d.allocated_bytes(),
+            Device::Wgpu(_) => 0,
         }
     }
 
@@ -196,6 +232,7 @@ impl Device {
     pub fn release_cached_buffers(&self) {
         match self {
             Device::Cpu(d) => d.release_scratch(),
+            Device::Wgpu(_) => {}
         }
     }
 
@@ -203,6 +240,8 @@ impl Device {
     pub fn threads(&self) -> usize {
         match self {
             Device::Cpu(d) => d.threads(),
+            // Host-side work of a wgpu device runs on the global rayon pool.
+            Device::Wgpu(_) => rayon::current_num_threads(),
         }
     }
 }

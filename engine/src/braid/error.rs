@@ -35,4 +35,7 @@ pub enum BraidError {
          runs must end before it"
     )]
     TimeLimit { instant: u64, limit: u32 },
+    /// The device's backend does not run braids (yet).
+    #[error(transparent)]
+    Backend(#[from] crate::error::BackendError),
 }

@@ -162,6 +162,10 @@ impl Braid {
     pub fn new_on(device: &Device, config: &BraidConfig) -> Result<Braid, BraidError> {
         match device {
             Device::Cpu(d) => d.install(|| Braid::new(config)),
+            other => {
+                other.supports(crate::backend::Workload::Braids)?;
+                unreachable!("a backend that runs braids has its arm above")
+            }
         }
     }
 
@@ -170,6 +174,10 @@ impl Braid {
     pub fn run_until_on(&mut self, device: &Device, target: u32) -> Result<(), BraidError> {
         match device {
             Device::Cpu(d) => d.install(|| self.run_until(target)),
+            other => {
+                other.supports(crate::backend::Workload::Braids)?;
+                unreachable!("a backend that runs braids has its arm above")
+            }
         }
     }
 

@@ -71,6 +71,10 @@ pub enum GraphError {
     /// A parameter of spread or recall outside its range (the CLI flag is named in `field`).
     #[error("invalid argument {field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
+    /// The device failed the operation (wgpu or CUDA: validation, out of memory, lost
+    /// device, a buffer over the adapter's limits). Nothing is left half-done in the graph.
+    #[error("{0}")]
+    Device(String),
     /// A recall query that cannot be used (`index` is its row in the batch).
     #[error("invalid query {index}: {reason}")]
     InvalidQuery { index: usize, reason: String },

@@ -19,6 +19,7 @@ mod config;
 mod embed;
 mod error;
 pub mod generate;
+mod gpu;
 pub mod npy;
 mod params;
 mod recall;
@@ -127,6 +128,8 @@ pub struct Graph {
     pub(crate) inc: Csr,
     pub(crate) emb: Embeddings,
     work: Mutex<Vec<Work>>,
+    /// The graph's buffers on the wgpu device it last ran on.
+    gpu: Mutex<Option<Arc<gpu::Resident>>>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -158,6 +161,7 @@ impl Graph {
             inc,
             emb,
             work: Mutex::new(Vec::new()),
+            gpu: Mutex::new(None),
         }
     }
 
@@ -272,13 +276,20 @@ impl Graph {
         let mut work = self.take_work();
         let result = on_device(device, |threads| {
             let s = &mut work.spread;
-            spread::propagate(self, s, 1, &|_| seeds, params, threads, &mut NoGate);
+            match device {
+                Device::Wgpu(g) => {
+                    gpu::propagate(self, g, s, 1, &|_| seeds, params, &mut NoGate)?;
+                }
+                _ => {
+                    spread::propagate(self, s, 1, &|_| seeds, params, threads, &mut NoGate);
+                }
+            }
             let result = result::spread_result(self, s, params);
             s.reset();
-            result
+            Ok(result)
         });
         self.return_work(work);
-        Ok(result)
+        result
     }
 
     pub(crate) fn take_work(&self) -> Work {
@@ -315,5 +326,7 @@ pub(crate) fn on_device<R: Send>(device: &Device, f: impl FnOnce(usize) -> R + S
             let threads = d.threads();
             d.install(move || f(threads))
         }
+        // The host-side parts of wgpu work run on the global pool.
+        Device::Wgpu(_) => f(rayon::current_num_threads()),
     }
 }

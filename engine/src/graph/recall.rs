@@ -152,22 +152,40 @@ impl Graph {
             }
         }
         let _span = tracing::debug_span!("graph_recall", queries = q).entered();
+        let gpu = match device {
+            crate::backend::Device::Wgpu(g) => Some(g),
+            _ => None,
+        };
         let results = on_device(device, |threads| {
             let super::Work { spread: s, recall } = &mut work;
             let mut results = Vec::with_capacity(q);
             let size = group_size(self.node_count());
             for first in (0..q).step_by(size) {
                 let group = first..(first + size).min(q);
+                let exec = Exec { threads, gpu };
                 let r = run(
-                    self, recall, s, group, params, threads, clock, predictor, start,
+                    self, recall, s, group, params, exec, clock, predictor, start,
                 );
-                results.extend(r);
+                match r {
+                    Ok(r) => results.extend(r),
+                    Err(e) => {
+                        s.reset();
+                        return Err(e);
+                    }
+                }
             }
-            results
+            Ok(results)
         });
         self.return_work(work);
-        Ok(results)
+        results
     }
+}
+
+/// Where a group's device work runs: the CPU pool's threads, or a wgpu device.
+#[derive(Clone, Copy)]
+struct Exec<'d> {
+    threads: usize,
+    gpu: Option<&'d crate::backend::wgpu::WgpuDevice>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -177,17 +195,20 @@ fn run(
     s: &mut Scratch,
     group: std::ops::Range<usize>,
     params: &RecallParams,
-    threads: usize,
+    exec: Exec<'_>,
     clock: &dyn Clock,
     predictor: &mut LatencyPredictor,
     start: std::time::Duration,
-) -> Vec<RecallResult> {
+) -> Result<Vec<RecallResult>, GraphError> {
     let d = graph.dim();
     let q = group.len();
     let queries = &bufs.queries[group.start * d..group.end * d];
-    graph
-        .emb
-        .similarities(queries, q, &mut bufs.scaled, &mut bufs.sims);
+    match exec.gpu {
+        Some(g) => super::gpu::similarities(graph, g, queries, q, &mut bufs.sims)?,
+        None => graph
+            .emb
+            .similarities(queries, q, &mut bufs.scaled, &mut bufs.sims),
+    }
     if bufs.lanes.len() < q {
         bufs.lanes.resize_with(q, Lane::default);
     }
@@ -205,24 +226,20 @@ fn run(
 
     if params.mode == RecallMode::Similarity {
         let one = |lane: &mut Lane| similarity_result(graph, lane, params);
-        return if q == 1 {
+        return Ok(if q == 1 {
             vec![one(&mut lanes[0])]
         } else {
             lanes.par_iter_mut().map(one).collect()
-        };
+        });
     }
 
     let mut gate = BudgetGate::new(clock, predictor, params.budget, start);
     let lanes_ro: &[Lane] = lanes;
-    let outcome = spread::propagate(
-        graph,
-        s,
-        q,
-        &|i| &lanes_ro[i].seeds[..],
-        &params.spread,
-        threads,
-        &mut gate,
-    );
+    let seeds = |i: usize| &lanes_ro[i].seeds[..];
+    let outcome = match exec.gpu {
+        Some(g) => super::gpu::propagate(graph, g, s, q, &seeds, &params.spread, &mut gate)?,
+        None => spread::propagate(graph, s, q, &seeds, &params.spread, exec.threads, &mut gate),
+    };
     // The nodes any lane activated, found in one pass over the node-major state, so that
     // each lane's results visit those rather than every node (with many lanes, a lane's
     // column of every node touches a cache line per node).
@@ -249,7 +266,7 @@ fn run(
         lanes.par_iter_mut().enumerate().map(one).collect()
     };
     s.reset();
-    results
+    Ok(results)
 }
 
 /// The top `seeds_k` embedded nodes by similarity (ties by id) with sim >= θs, and their

@@ -113,7 +113,7 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     /// Sizes the buffers for `nodes × lanes` (they are all zero / unset already).
-    fn prepare(&mut self, nodes: usize, lanes: usize) {
+    pub(crate) fn prepare(&mut self, nodes: usize, lanes: usize) {
         let n = nodes * lanes;
         self.nodes = nodes;
         self.lanes = lanes;

@@ -19,7 +19,7 @@ pub use stats::{ShardStats, TableStats};
 use std::collections::BTreeMap;
 
 use crate::backend::cpu::CpuShards;
-use crate::backend::{Device, TableBackend};
+use crate::backend::{Device, TableBackend, Workload};
 use crate::error::TableError;
 
 /// The shards of a table, on whichever backend holds them.
@@ -44,6 +44,10 @@ impl Table {
         config.validate()?;
         let shards = match device {
             Device::Cpu(d) => Shards::Cpu(d.create_shards(&config)?),
+            other => {
+                other.supports(Workload::Tables)?;
+                unreachable!("a backend that supports tables creates its shards above")
+            }
         };
         Ok(Table {
             config,
@@ -108,6 +112,7 @@ impl Table {
             self.shards.as_mut().expect("shards exist until drop"),
         ) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.apply(s, &self.config, batch, epoch, results)?,
+            _ => unreachable!("shards live on the device that created them"),
         }
         self.epoch = epoch;
         Ok(())
@@ -116,6 +121,7 @@ impl Table {
     pub fn stats(&self) -> TableStats {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.shard_stats(s),
+            _ => unreachable!("shards live on the device that created them"),
         };
         TableStats::from_shards(shards)
     }
@@ -139,6 +145,7 @@ impl Table {
         );
         match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.export_shard(s, shard, &mut entry, &mut link),
+            _ => unreachable!("shards live on the device that created them"),
         }
     }
 
@@ -146,6 +153,7 @@ impl Table {
     pub fn try_clone(&self) -> Result<Table, TableError> {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => Shards::Cpu(d.try_clone_shards(s)?),
+            _ => unreachable!("shards live on the device that created them"),
         };
         Ok(Table {
             config: self.config.clone(),
@@ -161,6 +169,7 @@ impl Drop for Table {
         if let Some(shards) = self.shards.take() {
             match (&self.device, shards) {
                 (Device::Cpu(d), Shards::Cpu(s)) => d.drop_shards(s),
+                _ => unreachable!("shards live on the device that created them"),
             }
         }
     }

@@ -1,0 +1,239 @@
+//! Graph conformance on the wgpu backend (SPEC §0, §2): spread and recall on generated graphs
+//! against the CPU reference — activations within 1e-5 absolute, the same result sets and
+//! order except where scores tie within 1e-6, the same hops and first hops — and each
+//! backend's result reproducible run to run. Skips with a printed reason when no wgpu adapter
+//! exists, unless `WARPGRID_REQUIRE_WGPU=1` (CI, on lavapipe) makes that a failure.
+
+use std::time::Duration;
+
+use warpgrid_engine::graph::{
+    Decay, Graph, GraphConfig, LatencyPredictor, ManualClock, RecallMode, RecallParams,
+    RecallResult, Seed, SpreadParams, SpreadResult, generate,
+};
+use warpgrid_engine::{BackendKind, Device, DeviceConfig};
+
+fn wgpu() -> Option<Device> {
+    let config = DeviceConfig {
+        backend: BackendKind::Wgpu,
+        ..DeviceConfig::default()
+    };
+    match Device::open(&config) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("WARPGRID_REQUIRE_WGPU").as_deref() == Ok("1") => {
+            panic!("WARPGRID_REQUIRE_WGPU=1 but wgpu cannot run: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no wgpu backend here ({e})");
+            None
+        }
+    }
+}
+
+const ACTIVATION_TOLERANCE: f32 = 1e-5;
+const TIE: f32 = 1e-6;
+
+/// Same nodes in the same order (positions may swap only between scores within 1e-6), values
+/// within 1e-5, same first hops.
+fn assert_close(what: &str, cpu: &[(u32, f32, f32, u32)], gpu: &[(u32, f32, f32, u32)]) {
+    assert_eq!(cpu.len(), gpu.len(), "{what}: hit counts differ");
+    let mut by_node: Vec<_> = cpu.to_vec();
+    by_node.sort_by_key(|h| h.0);
+    for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
+        if c.0 != g.0 {
+            assert!(
+                (c.1 - g.1).abs() <= TIE,
+                "{what}: position {i}: node {} vs {} with scores {} and {}",
+                c.0,
+                g.0,
+                c.1,
+                g.1
+            );
+        }
+        let twin = by_node
+            .binary_search_by_key(&g.0, |h| h.0)
+            .map(|j| by_node[j])
+            .unwrap_or_else(|_| panic!("{what}: node {} only on wgpu", g.0));
+        assert!(
+            (twin.1 - g.1).abs() <= ACTIVATION_TOLERANCE
+                && (twin.2 - g.2).abs() <= ACTIVATION_TOLERANCE,
+            "{what}: node {}: cpu {:?}, wgpu {:?}",
+            g.0,
+            twin,
+            g
+        );
+        assert_eq!(twin.3, g.3, "{what}: node {}: first hop", g.0);
+    }
+}
+
+fn spread_hits(r: &SpreadResult) -> Vec<(u32, f32, f32, u32)> {
+    r.hits
+        .iter()
+        .map(|h| (h.node, h.activation, h.confidence, h.first_hop))
+        .collect()
+}
+
+fn recall_hits(r: &RecallResult) -> Vec<(u32, f32, f32, u32)> {
+    r.hits
+        .iter()
+        .map(|h| (h.node, h.score, h.activation, h.first_hop))
+        .collect()
+}
+
+fn graphs() -> Vec<(&'static str, Graph)> {
+    let ba = generate::barabasi_albert(3000, 4, 24, 7, GraphConfig::default()).unwrap();
+    let flat = generate::uniform(
+        2000,
+        16000,
+        9,
+        8,
+        GraphConfig {
+            hierarchical: false,
+            ..GraphConfig::default()
+        },
+    )
+    .unwrap();
+    vec![
+        ("barabasi_albert(3000, 4)", ba.build().unwrap()),
+        ("uniform(2000, 16000), odd dim", flat.build().unwrap()),
+    ]
+}
+
+fn spread_params() -> Vec<(&'static str, SpreadParams)> {
+    vec![
+        ("default", SpreadParams::default()),
+        (
+            "8 hops, power decay, refractory",
+            SpreadParams {
+                max_hops: 8,
+                decay: Decay::Power { exponent: 0.5 },
+                refractory: true,
+                ..SpreadParams::default()
+            },
+        ),
+        (
+            "linear decay, low thresholds",
+            SpreadParams {
+                max_hops: 6,
+                decay: Decay::Linear { slope: 0.1 },
+                thresholds: [0.001, 0.002, 0.004],
+                ..SpreadParams::default()
+            },
+        ),
+    ]
+}
+
+#[test]
+fn spread_on_wgpu_matches_the_cpu_reference() {
+    let Some(gpu) = wgpu() else { return };
+    let cpu = Device::cpu().unwrap();
+    for (gname, graph) in graphs() {
+        let n = graph.node_count() as u32;
+        let seed_sets = [
+            vec![Seed::full(0)],
+            vec![
+                Seed::new(n / 2, 0.7),
+                Seed::new(n / 3, 0.4),
+                Seed::new(n / 2, 0.6),
+            ],
+            (0..40).map(|i| Seed::new(i * 37 % n, 0.3)).collect(),
+        ];
+        for (pname, params) in spread_params() {
+            for seeds in &seed_sets {
+                let what = format!("{gname}, {pname}, {} seeds", seeds.len());
+                let want = graph.spread(&cpu, seeds, &params).unwrap();
+                let got = graph.spread(&gpu, seeds, &params).unwrap();
+                assert_eq!(got.hops_done, want.hops_done, "{what}: hops_done");
+                assert_close(&what, &spread_hits(&want), &spread_hits(&got));
+                // Reproducible run to run on the device.
+                assert_eq!(graph.spread(&gpu, seeds, &params).unwrap(), got, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn recall_single_and_batched_on_wgpu_matches_the_cpu_reference() {
+    let Some(gpu) = wgpu() else { return };
+    let cpu = Device::cpu().unwrap();
+    for (gname, graph) in graphs() {
+        let queries = generate::queries_near(&graph, 70, 0.05, 3).unwrap();
+        let d = graph.dim();
+        for mode in [
+            RecallMode::Similarity,
+            RecallMode::Spreading,
+            RecallMode::Hybrid,
+        ] {
+            let params = RecallParams {
+                mode,
+                k: 50,
+                budget: Duration::ZERO,
+                ..RecallParams::default()
+            };
+            let clock = ManualClock::new();
+            let mut p = LatencyPredictor::new();
+            let want = graph
+                .recall_batch(&cpu, &queries, &params, &clock, &mut p)
+                .unwrap();
+            // 70 queries: one group of 64 lanes and one of 6.
+            let got = graph
+                .recall_batch(&gpu, &queries, &params, &clock, &mut p)
+                .unwrap();
+            for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                let what = format!("{gname}, {mode:?}, query {i}");
+                assert_eq!((g.partial, g.hops_done), (false, w.hops_done), "{what}");
+                assert_close(&what, &recall_hits(w), &recall_hits(g));
+                for (wh, gh) in w.hits.iter().zip(&g.hits) {
+                    if wh.node == gh.node {
+                        assert_eq!(wh.sim.is_some(), gh.sim.is_some(), "{what}");
+                    }
+                }
+            }
+            // One query alone on the device gives what it gave in the batch.
+            for i in [0, 69] {
+                let alone = graph
+                    .recall(&gpu, &queries[i * d..(i + 1) * d], &params, &clock, &mut p)
+                    .unwrap();
+                assert_eq!(alone, got[i], "{gname}, {mode:?}, query {i} alone");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_budget_truncates_on_wgpu_as_on_the_cpu() {
+    let Some(gpu) = wgpu() else { return };
+    let graph = &graphs()[0].1;
+    let queries = generate::queries_near(graph, 3, 0.05, 4).unwrap();
+    let params = RecallParams {
+        budget: Duration::from_millis(1),
+        ..RecallParams::default()
+    };
+    // Every clock reading is 10 ms after the last: the budget is spent before hop 1.
+    let clock = ManualClock::with_tick(Duration::from_millis(10));
+    let got = graph
+        .recall_batch(
+            &gpu,
+            &queries,
+            &params,
+            &clock,
+            &mut LatencyPredictor::new(),
+        )
+        .unwrap();
+    for r in got {
+        assert!(r.partial);
+        assert_eq!(r.hops_done, 0);
+        assert!(r.hits.iter().all(|h| h.first_hop == 0));
+    }
+}
+
+#[test]
+fn tables_on_wgpu_are_refused_with_a_reason() {
+    let Some(gpu) = wgpu() else { return };
+    let err = warpgrid_engine::Table::create(&gpu, warpgrid_engine::TableConfig::new("t"))
+        .expect_err("tables are not on wgpu yet");
+    assert!(
+        err.to_string()
+            .contains("wgpu backend does not run shard tables"),
+        "{err}"
+    );
+}
