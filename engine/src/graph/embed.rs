@@ -189,7 +189,6 @@ pub(crate) struct Embeddings {
     pub dim: usize,
     pub data: Vec<f16>,
     pub embedded: Vec<u32>,
-    pub wide: Vec<f32>,
 }
 
 impl Embeddings {
@@ -210,12 +209,10 @@ impl Embeddings {
                 .map(|(v, _)| v as u32)
                 .collect()
         };
-        let wide = data.iter().map(|x| x.to_f32()).collect();
         Embeddings {
             dim,
             data,
             embedded,
-            wide,
         }
     }
 
