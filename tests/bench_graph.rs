@@ -201,6 +201,16 @@ fn a_bench_run_passes_its_own_checks() {
     }
     assert_eq!(r.spread[1].spreads, cfg.large_runs);
     assert!(r.predictor.hops_observed > 0);
+    // The recall queue served every recall asked of it (each result is checked inside the
+    // run against the query's single recall; a mismatch fails the run).
+    let q = &r.queue;
+    assert!(q.results_equal);
+    assert_eq!(
+        q.recalls,
+        cfg.queue_recalls.div_ceil(q.clients) as u64 * q.clients as u64
+    );
+    assert!(q.batches >= 1 && q.batches <= q.recalls);
+    assert!((1..=256).contains(&q.final_batch_limit));
     let text = graph::render(&r);
     for needle in [
         "single recall",
@@ -208,6 +218,7 @@ fn a_bench_run_passes_its_own_checks() {
         "sequential",
         "sprs csr",
         "predictor",
+        "recall queue",
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }

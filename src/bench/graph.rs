@@ -11,7 +11,10 @@
 //!   the spread of the seeds it picks, each timed alone;
 //! - batched recall throughput for several batch sizes;
 //! - spreads from the seeds a recall picks (small frontiers) and from 1,000 seeds (a large
-//!   frontier), on warpgrid, the sequential reference and sprs.
+//!   frontier), on warpgrid, the sequential reference and sprs;
+//! - recalls through the host's recall queue (`warpgrid_host::recall`): client threads each
+//!   keeping a few recalls in flight, the queue coalescing them into batches whose size it
+//!   adapts to a P95 target; one run after the repeats, every result checked.
 //!
 //! Correctness is part of the bench: the sequential reference must give warpgrid's spread
 //! results bit for bit, batched recalls must equal single ones, and a budgeted recall that
@@ -65,6 +68,12 @@ pub struct GraphBenchConfig {
     pub large_runs: usize,
     pub repeats: usize,
     pub seed: u64,
+    /// The recall-queue run: client threads, recalls each keeps in flight, the P95 target,
+    /// and recalls in all (the queries, cycled).
+    pub queue_clients: usize,
+    pub queue_window: usize,
+    pub queue_target: Duration,
+    pub queue_recalls: usize,
 }
 
 impl GraphBenchConfig {
@@ -85,6 +94,10 @@ impl GraphBenchConfig {
             large_runs: 20,
             repeats: 5,
             seed: 42,
+            queue_clients: 8,
+            queue_window: 1,
+            queue_target: Duration::from_millis(5),
+            queue_recalls: 5_000,
         }
     }
 
@@ -99,6 +112,7 @@ impl GraphBenchConfig {
             large_seeds: 200,
             large_runs: 5,
             repeats: 1,
+            queue_recalls: 600,
             ..Self::full()
         }
     }
@@ -148,6 +162,30 @@ pub struct Phases {
     pub similarity_only: Latency,
     /// `Graph::spread` of the seeds the recall picks.
     pub spread_of_seeds: Latency,
+}
+
+/// Recalls through the host's recall queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueRun {
+    pub clients: usize,
+    /// Recalls each client keeps in flight.
+    pub window: usize,
+    pub target_p95_ms: f64,
+    pub recalls: u64,
+    pub s: f64,
+    pub recalls_per_s: f64,
+    /// `recalls_per_s` over the single recalls' rate.
+    pub vs_single: f64,
+    /// Submission to completion, from the queue's histogram.
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+    pub batches: u64,
+    pub mean_batch: f64,
+    /// The adaptive batch limit at the end of the run.
+    pub final_batch_limit: usize,
+    /// Every result equals the single recall of its query.
+    pub results_equal: bool,
 }
 
 /// Batched recall throughput for one batch size.
@@ -241,6 +279,7 @@ pub struct GraphBenchReport {
     pub batch_equal_single: bool,
     pub spread: Vec<SpreadCase>,
     pub predictor: PredictorReport,
+    pub queue: QueueRun,
 }
 
 /// The bench graph: `barabasi_albert(nodes, m, dim, seed)` with the default (hierarchical)
@@ -686,7 +725,7 @@ pub fn run(
     }
     progress("building the graph");
     let t = Instant::now();
-    let graph = build_graph(cfg)?;
+    let graph = Arc::new(build_graph(cfg)?);
     let queries = build_queries(&graph, cfg)?;
     let build_s = t.elapsed().as_secs_f64();
     let d = graph.dim();
@@ -952,6 +991,8 @@ pub fn run(
             },
         )
         .collect();
+    progress("recalls through the recall queue");
+    let queue = run_queue(device, &graph, &queries, &reference, cfg, single_rate)?;
     let st: &PredictorStats = budget_predictor.stats();
     let fraction = st.within_20_percent as f64 / st.predictions.max(1) as f64;
     Ok(GraphBenchReport {
@@ -1001,6 +1042,89 @@ pub fn run(
             error_buckets: st.error_buckets,
             partial_stops: st.partial_stops,
         },
+        queue,
+    })
+}
+
+/// `cfg.queue_clients` threads, each keeping `cfg.queue_window` recalls in flight through one
+/// recall queue until `cfg.queue_recalls` are done; every result is checked against the
+/// reference single recall of its query.
+fn run_queue(
+    device: &Device,
+    graph: &Arc<Graph>,
+    queries: &[f32],
+    reference: &[RecallResult],
+    cfg: &GraphBenchConfig,
+    single_rate: f64,
+) -> Result<QueueRun, String> {
+    use warpgrid_host::metrics::Registry;
+    use warpgrid_host::recall::{RecallQueue, RecallQueueConfig};
+    let d = graph.dim();
+    let nq = reference.len();
+    let queue = RecallQueue::start(
+        Arc::clone(graph),
+        device.clone(),
+        RecallQueueConfig {
+            params: unbudgeted(),
+            target_p95: cfg.queue_target,
+            ..RecallQueueConfig::default()
+        },
+        &Registry::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    let clients = cfg.queue_clients.max(1);
+    let per_client = cfg.queue_recalls.div_ceil(clients);
+    let start = Instant::now();
+    let checked: Result<(), String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let queue = &queue;
+                scope.spawn(move || -> Result<(), String> {
+                    let mut in_flight = std::collections::VecDeque::new();
+                    for j in 0..per_client {
+                        let i = (c * per_client + j) % nq;
+                        let p = queue
+                            .submit(&queries[i * d..(i + 1) * d])
+                            .map_err(|e| e.to_string())?;
+                        in_flight.push_back((i, p));
+                        if in_flight.len() >= cfg.queue_window.max(1) {
+                            let (i, p) = in_flight.pop_front().expect("not empty");
+                            let r = p.wait().map_err(|e| e.to_string())?;
+                            same_recall(&reference[i], &r)?;
+                        }
+                    }
+                    for (i, p) in in_flight {
+                        let r = p.wait().map_err(|e| e.to_string())?;
+                        same_recall(&reference[i], &r)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| "a queue client panicked".to_string())?
+        })
+    });
+    let s = start.elapsed().as_secs_f64();
+    checked.map_err(|e| format!("recall queue: {e}"))?;
+    let st = queue.stats();
+    let recalls_per_s = st.recalls as f64 / s;
+    Ok(QueueRun {
+        clients,
+        window: cfg.queue_window,
+        target_p95_ms: cfg.queue_target.as_secs_f64() * 1e3,
+        recalls: st.recalls,
+        s,
+        recalls_per_s,
+        vs_single: recalls_per_s / single_rate,
+        p50_us: st.latency_ns.p50 as f64 / 1e3,
+        p95_us: st.latency_ns.p95 as f64 / 1e3,
+        p99_us: st.latency_ns.p99 as f64 / 1e3,
+        batches: st.batches,
+        mean_batch: st.recalls as f64 / st.batches.max(1) as f64,
+        final_batch_limit: st.batch_limit,
+        results_equal: true,
     })
 }
 
@@ -1132,6 +1256,25 @@ pub fn render(r: &GraphBenchReport) -> String {
         if p.goal_met { "met" } else { "NOT met" },
         p.error_buckets,
         p.partial_stops
+    );
+    let q = &r.queue;
+    let _ = writeln!(
+        s,
+        "recall queue: {} clients x {} in flight, P95 target {:.1} ms: {} recalls in {:.2} s = {:.0} recalls/s ({:.2}x single); latency P50 {:.0} us P95 {:.0} us P99 {:.0} us; {} batches of {:.1} on average, final limit {}; every result equals its single recall: {}",
+        q.clients,
+        q.window,
+        q.target_p95_ms,
+        q.recalls,
+        q.s,
+        q.recalls_per_s,
+        q.vs_single,
+        q.p50_us,
+        q.p95_us,
+        q.p99_us,
+        q.batches,
+        q.mean_batch,
+        q.final_batch_limit,
+        if q.results_equal { "yes" } else { "NO" }
     );
     s
 }

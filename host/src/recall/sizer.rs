@@ -8,7 +8,12 @@
 //! - every batch updates an EWMA of the time per batch and of the batch size;
 //! - every `eval_every` (500) recalls at most, it looks at the P95 of that window's
 //!   latencies:
-//!   - above the target: shrink in proportion (`limit · target / p95`), by at most half;
+//!   - above the target, when the batches themselves are too slow (two EWMA batch times
+//!     pass the target): shrink in proportion (`limit · target / p95`), by at most half;
+//!   - above the target while batches are fast enough, the time went into waiting: more
+//!     work arrives than the queue serves, and a smaller batch would only serve less. If the
+//!     limit bound the batches, grow as below (throughput is what shortens the wait);
+//!     otherwise keep;
 //!   - under 80 % of the target, and the limit was what bounded the batches (most batches
 //!     were full, so more work was waiting): grow, by at most a quarter, and only as far as
 //!     the EWMA predicts two batch times still fit in 90 % of the target;
@@ -134,13 +139,22 @@ impl BatchSizer {
         let binding = f64::from(self.window_full) >= BINDING_SHARE * f64::from(self.window_batches);
         let old = self.limit;
         let old_f = old as f64;
-        let decision = if p95 > target {
+        // Two batch times (the wait for the running batch, then one's own) at the EWMA.
+        let two_batches = self.ewma_batch_s.map_or(0.0, |b| 2.0 * b * 1e9);
+        let overloaded = p95 > target && two_batches <= target;
+        let decision = if p95 > target && !overloaded {
             let factor = (target / p95).max(MAX_SHRINK);
             self.limit = ((old_f * factor).floor() as usize).min(old - 1);
             Decision::Shrink
-        } else if p95 < GROW_BELOW * target && binding {
+        } else if (p95 < GROW_BELOW * target || overloaded) && binding {
             // The most each rule allows; a step is at least one recall when all allow it.
-            let by_window = old_f * GROW_AIM * target / p95.max(1.0);
+            // Under overload the window's P95 is queueing, not batch time: only the EWMA
+            // guard and the damping bound the step.
+            let by_window = if overloaded {
+                f64::INFINITY
+            } else {
+                old_f * GROW_AIM * target / p95.max(1.0)
+            };
             let by_damping = (old_f * MAX_GROW).floor().max(old_f + 1.0);
             // The EWMA's guard: two batch times at the new size must fit in the aim.
             let by_ewma = self.ewma_batch_s.map_or(f64::INFINITY, |batch_s| {
@@ -208,10 +222,11 @@ mod tests {
     #[test]
     fn evaluates_only_after_eval_every_recalls() {
         let mut s = BatchSizer::new(config(1000));
-        // 62 batches of 8 = 496 recalls: no evaluation yet, even at 10x the target.
-        feed(&mut s, 62, 100, 10_000);
+        // 62 batches of 8 = 496 recalls: no evaluation yet, even at 10x the target with
+        // batches (1 ms each) too slow for it.
+        feed(&mut s, 62, 1000, 10_000);
         assert_eq!((s.evaluations(), s.limit()), (0, 8));
-        feed(&mut s, 1, 100, 10_000);
+        feed(&mut s, 1, 1000, 10_000);
         assert_eq!(s.evaluations(), 1);
         assert_eq!(s.last_decision(), Some(Decision::Shrink));
     }
@@ -222,14 +237,15 @@ mod tests {
             initial: 100,
             ..config(1000)
         });
-        // P95 1.25x the target: 100 -> 80.
-        feed(&mut s, 5, 100, 1250);
+        // Batches of 600 us (two of them pass the 1 ms target), P95 1.25x the target:
+        // 100 -> 80.
+        feed(&mut s, 5, 600, 1250);
         assert_eq!(s.limit(), 80);
         // 10x the target: halved, not cut to a tenth.
-        feed(&mut s, 7, 100, 10_000);
+        feed(&mut s, 7, 600, 10_000);
         assert_eq!(s.limit(), 40);
         for _ in 0..20 {
-            feed(&mut s, 500, 100, 10_000);
+            feed(&mut s, 500, 600, 10_000);
         }
         assert_eq!(s.limit(), 1);
     }
@@ -245,6 +261,23 @@ mod tests {
             s.observe(2, Duration::from_micros(10), &[100_000, 100_000]);
         }
         assert_eq!((s.limit(), s.last_decision()), (10, Some(Decision::Keep)));
+    }
+
+    /// More work than the queue serves: the P95 is over the target because recalls wait,
+    /// while a batch takes 100 us. Shrinking would serve less and lengthen the wait; the
+    /// limit grows instead, damped, up to where two batch times fill 90 % of the target.
+    #[test]
+    fn under_overload_the_limit_grows_toward_throughput() {
+        let mut s = BatchSizer::new(config(1000));
+        // Full batches of 8 taking 100 us (12.5 us a recall); P95 5 ms from waiting.
+        feed(&mut s, 63, 100, 5000);
+        assert_eq!((s.limit(), s.last_decision()), (10, Some(Decision::Grow)));
+        for _ in 0..40 {
+            let b = s.limit() as u64;
+            feed(&mut s, 500usize.div_ceil(b as usize), 12 * b + 4, 5000);
+        }
+        // Two batches of b fill 90 % of 1 ms at about b = 36.
+        assert!((30..=40).contains(&s.limit()), "settled at {}", s.limit());
     }
 
     #[test]
