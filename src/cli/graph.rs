@@ -343,6 +343,7 @@ fn spread(global: &Global, args: &SpreadArgs) -> Result<()> {
     }
     let params = args.rules.params(&graph)?;
     let device = global.device()?;
+    graph.prepare(&device)?;
     let mut result = graph.spread(&device, &seeds, &params)?;
     if let Some(n) = args.top {
         result.hits.truncate(n);
@@ -422,6 +423,7 @@ fn recall(global: &Global, args: &RecallArgs) -> Result<()> {
     let params = recall_params(args, &graph)?;
     let queries = read_queries(&args.queries, &graph)?;
     let device = global.device()?;
+    graph.prepare(&device)?;
     let clock = SystemClock::new();
     let mut predictor = LatencyPredictor::new();
     let d = queries.cols;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::Graph;
 use super::error::GraphError;
 use super::params::{MAX_HOPS, Seed, SpreadParams, Tier};
-use super::spread::{HopGate, HopMethod, HopPlan, Outcome, Scratch, UNSET};
+use super::spread::{HopGate, HopMethod, HopPlan, NoGate, Outcome, Scratch, UNSET};
 use crate::backend::wgpu::{Readback, WgpuDevice, storage_buffer, uniform_buffer};
 use crate::error::BackendError;
 
@@ -83,6 +83,25 @@ impl Graph {
         *slot = Some(Arc::clone(&r));
         Ok(r)
     }
+}
+
+/// Uploads the graph and builds the pipelines on `gpu`, so that no later call pays for them
+/// (a recall's latency budget would otherwise count the first call's shader compilation).
+/// Drivers may finish compiling a pipeline only at its first dispatch (llvmpipe does), so
+/// both kernels run once here, on an empty query and an empty seed list.
+pub(crate) fn prepare(graph: &Graph, gpu: &WgpuDevice) -> Result<(), GraphError> {
+    graph.resident(gpu)?;
+    if graph.dim() > 0 {
+        let mut sims = Vec::new();
+        similarities(graph, gpu, &vec![0.0; graph.dim()], 1, &mut sims)?;
+    }
+    let params = SpreadParams {
+        max_hops: 1,
+        ..SpreadParams::default()
+    };
+    let mut scratch = Scratch::default();
+    propagate(graph, gpu, &mut scratch, 1, &|_| &[], &params, &mut NoGate)?;
+    Ok(())
 }
 
 /// `(x, y)` workgroups covering `invocations` (y > 1 past the per-dimension limit).

@@ -292,6 +292,16 @@ impl Graph {
         result
     }
 
+    /// Readies `device` for this graph: on a GPU backend, uploads the graph and builds the
+    /// pipelines now rather than in the first call (whose latency budget would count them);
+    /// nothing to do on the CPU.
+    pub fn prepare(&self, device: &Device) -> Result<(), GraphError> {
+        match device {
+            Device::Wgpu(g) => gpu::prepare(self, g),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn take_work(&self) -> Work {
         self.work
             .lock()

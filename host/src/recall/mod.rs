@@ -243,6 +243,7 @@ impl RecallQueue {
                 "graph: it has no embeddings, so it cannot be recalled from".into(),
             ));
         }
+        graph.prepare(&device)?;
         let (tx, rx) = crossbeam_channel::bounded(config.capacity);
         let metrics = RecallMetrics::new(registry, &config.name);
         let closed = Arc::new(AtomicBool::new(false));
