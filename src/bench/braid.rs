@@ -750,9 +750,10 @@ pub fn render(r: &BraidBenchReport) -> String {
         for c in &w.checks {
             let _ = writeln!(
                 s,
-                "check, {} tori at instant {}: digests equal to the reference {:?}; processed {:?}, \
+                "check, {} {} at instant {}: digests equal to the reference {:?}; processed {:?}, \
                  dropped {:?}, {} exchanges, {} boundary violations: equal",
                 c.tori,
+                if c.tori == 1 { "torus" } else { "tori" },
                 c.instant,
                 c.digests,
                 c.events_processed,

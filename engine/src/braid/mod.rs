@@ -8,7 +8,7 @@
 //!   `adaptive.rs`), and its statistics (`stats.rs`, `convergence.rs`, `latency.rs`).
 //! - [`TorusConfig`] / [`BraidConfig`] and the workload builders of SPEC §3.3
 //!   (`config.rs`, `workload.rs`).
-//! - [`reference`]: the ancestor's heap-ordered single-thread kernel, the yardstick for
+//! - [`reference`](mod@reference): the ancestor's heap-ordered single-thread kernel, the yardstick for
 //!   digests and for the bench.
 //!
 //! Design notes and what is not done yet: `docs/braids.md`.

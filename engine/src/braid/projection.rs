@@ -25,8 +25,8 @@ pub struct Projection {
     pub edges: u32,
     /// `face[y·Z + z]` = acc of the process at `(0, y, z)`, 0 if none.
     pub face: Vec<i32>,
-    /// [0] events_processed mod 2^31, [1] processes, [2] edges, [3] now, [4] pending,
-    /// [5] wrapping sum of all acc, the rest 0.
+    /// \[0\] events_processed mod 2^31, \[1\] processes, \[2\] edges, \[3\] now, \[4\] pending,
+    /// \[5\] wrapping sum of all acc, the rest 0.
     pub constraints: [i32; CONSTRAINTS],
     pub hash: u64,
 }

@@ -23,7 +23,7 @@ const SIM_ROWS_PER_TASK: usize = 256;
 /// pairwise (lane j + lane j+8, then +4, +2, +1), then the tail components added in order.
 /// Written with separate multiplies and adds (Rust never fuses them), so it gives the same
 /// bits on every machine. (Not inlined: compiled on its own it vectorises as intended; see
-/// [`accumulate`].)
+/// `accumulate`.)
 #[inline(never)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());

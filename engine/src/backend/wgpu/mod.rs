@@ -7,10 +7,10 @@
 //! - The device is opened with the adapter's own limits (wgpu's defaults would cap storage
 //!   bindings at 128 MiB even on a GPU that allows more), and no optional feature.
 //! - Every creation and dispatch runs inside validation and out-of-memory error scopes
-//!   ([`WgpuDevice::scoped`]); an error there is an `Err`, never a panic. An uncaptured error
+//!   (`WgpuDevice::scoped`); an error there is an `Err`, never a panic. An uncaptured error
 //!   (outside any scope) is logged and remembered, and a lost device is remembered: the next
 //!   operation reports it.
-//! - Pipelines are created once per device and cached by name ([`WgpuDevice::pipeline`]).
+//! - Pipelines are created once per device and cached by name (`WgpuDevice::pipeline`).
 //!
 //! What runs here today: graph similarity and spreading hops (`crate::graph::gpu`). Tables and
 //! braids are not on this backend yet: they answer an error naming the backend, and `Auto`
