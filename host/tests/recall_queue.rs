@@ -34,6 +34,26 @@ fn alone(graph: &Graph, device: &Device, query: &[f32], params: &RecallParams) -
         .unwrap()
 }
 
+/// A queue over `graph` on a CPU device, with a fresh registry.
+fn start(graph: &Arc<Graph>, config: RecallQueueConfig) -> RecallQueue {
+    RecallQueue::start(
+        Arc::clone(graph),
+        Device::cpu().unwrap(),
+        config,
+        &Registry::new(),
+    )
+    .unwrap()
+}
+
+/// Queues every row of `queries` at once from this thread, then waits for all of them.
+fn recall_all(queue: &RecallQueue, queries: &[f32]) -> Vec<RecallResult> {
+    let pending: Vec<_> = queries
+        .chunks(DIM)
+        .map(|q| queue.submit(q).unwrap())
+        .collect();
+    pending.into_iter().map(|p| p.wait().unwrap()).collect()
+}
+
 #[test]
 fn concurrent_recalls_coalesce_and_each_equals_its_recall_alone() {
     let graph = graph();
@@ -111,21 +131,9 @@ fn an_unreachable_target_shrinks_the_batch_limit_to_the_minimum() {
         initial_batch: 8,
         ..RecallQueueConfig::default()
     };
-    let queue = RecallQueue::start(
-        Arc::clone(&graph),
-        Device::cpu().unwrap(),
-        config,
-        &Registry::new(),
-    )
-    .unwrap();
+    let queue = start(&graph, config);
     let queries = generate::queries_near(&graph, 2000, 0.05, 1).unwrap();
-    let pending: Vec<_> = queries
-        .chunks(DIM)
-        .map(|q| queue.submit(q).unwrap())
-        .collect();
-    for p in pending {
-        p.wait().unwrap();
-    }
+    recall_all(&queue, &queries);
     // Three windows of 500 over a target no recall can meet: 8 -> 4 -> 2 -> 1.
     assert_eq!(queue.stats().batch_limit, 1);
 }
@@ -139,22 +147,10 @@ fn a_target_far_above_the_latency_grows_the_limit_while_batches_are_full() {
         initial_batch: 8,
         ..RecallQueueConfig::default()
     };
-    let queue = RecallQueue::start(
-        Arc::clone(&graph),
-        Device::cpu().unwrap(),
-        config,
-        &Registry::new(),
-    )
-    .unwrap();
+    let queue = start(&graph, config);
     let queries = generate::queries_near(&graph, 3000, 0.05, 2).unwrap();
     // One thread queues everything at once: the queue always holds more than a batch.
-    let pending: Vec<_> = queries
-        .chunks(DIM)
-        .map(|q| queue.submit(q).unwrap())
-        .collect();
-    for p in pending {
-        p.wait().unwrap();
-    }
+    recall_all(&queue, &queries);
     let limit = queue.stats().batch_limit;
     assert!(limit > 8, "the limit should have grown from 8, is {limit}");
 }
@@ -182,12 +178,7 @@ fn the_budget_cuts_every_recall_of_a_batch_and_the_partials_are_counted() {
     )
     .unwrap();
     let queries = generate::queries_near(&graph, 50, 0.05, 4).unwrap();
-    let pending: Vec<_> = queries
-        .chunks(DIM)
-        .map(|q| queue.submit(q).unwrap())
-        .collect();
-    for p in pending {
-        let r = p.wait().unwrap();
+    for r in recall_all(&queue, &queries) {
         assert!(r.partial);
         assert_eq!(r.hops_done, 0);
         assert!(r.hits.iter().all(|h| h.first_hop == 0 && h.sim.is_some()));
@@ -234,16 +225,13 @@ fn bad_queries_are_refused_at_submission_and_do_not_disturb_others() {
 #[test]
 fn shutdown_runs_what_is_queued_then_refuses_more() {
     let graph = graph();
-    let queue = RecallQueue::start(
-        Arc::clone(&graph),
-        Device::cpu().unwrap(),
+    let queue = start(
+        &graph,
         RecallQueueConfig {
             params: unbudgeted(),
             ..RecallQueueConfig::default()
         },
-        &Registry::new(),
-    )
-    .unwrap();
+    );
     let queries = generate::queries_near(&graph, 300, 0.05, 6).unwrap();
     let pending: Vec<_> = queries
         .chunks(DIM)
