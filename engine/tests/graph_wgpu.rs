@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use warpgrid_engine::graph::{
-    Decay, Graph, GraphConfig, LatencyPredictor, ManualClock, RecallMode, RecallParams,
+    Decay, Evaluation, Graph, GraphConfig, LatencyPredictor, ManualClock, RecallMode, RecallParams,
     RecallResult, Seed, SpreadParams, SpreadResult, generate,
 };
 use warpgrid_engine::{BackendKind, Device, DeviceConfig};
@@ -111,6 +111,21 @@ fn spread_params() -> Vec<(&'static str, SpreadParams)> {
             },
         ),
         (
+            "every hop by push",
+            SpreadParams {
+                evaluation: Evaluation::Push,
+                ..SpreadParams::default()
+            },
+        ),
+        (
+            "every hop by pull",
+            SpreadParams {
+                evaluation: Evaluation::Pull,
+                max_hops: 5,
+                ..SpreadParams::default()
+            },
+        ),
+        (
             "linear decay, low thresholds",
             SpreadParams {
                 max_hops: 6,
@@ -158,14 +173,17 @@ fn recall_single_and_batched_on_wgpu_matches_the_cpu_reference() {
     for (gname, graph) in graphs() {
         let queries = generate::queries_near(&graph, 70, 0.05, 3).unwrap();
         let d = graph.dim();
-        for mode in [
-            RecallMode::Similarity,
-            RecallMode::Spreading,
-            RecallMode::Hybrid,
+        // seeds_k 600 chooses seeds on the host (above the device's top-k limit).
+        for (mode, seeds_k) in [
+            (RecallMode::Similarity, 100),
+            (RecallMode::Spreading, 100),
+            (RecallMode::Hybrid, 100),
+            (RecallMode::Hybrid, 600),
         ] {
             let params = RecallParams {
                 mode,
                 k: 50,
+                seeds_k,
                 budget: Duration::ZERO,
                 ..RecallParams::default()
             };

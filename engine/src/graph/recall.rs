@@ -44,6 +44,8 @@ pub(crate) struct RecallBufs {
     sims: Vec<f32>,
     /// Nodes activated in some lane of a group, ascending.
     activated: Vec<u32>,
+    /// Per query, the top candidates the device chose (wgpu).
+    top: Vec<Vec<(f32, u32)>>,
     lanes: Vec<Lane>,
 }
 
@@ -203,26 +205,40 @@ fn run(
     let d = graph.dim();
     let q = group.len();
     let queries = &bufs.queries[group.start * d..group.end * d];
-    match exec.gpu {
-        Some(g) => super::gpu::similarities(graph, g, queries, q, &mut bufs.sims)?,
-        None => graph
-            .emb
-            .similarities(queries, q, &mut bufs.scaled, &mut bufs.sims),
-    }
     if bufs.lanes.len() < q {
         bufs.lanes.resize_with(q, Lane::default);
     }
-    let lanes = &mut bufs.lanes[..q];
-    let sims = &bufs.sims[..];
-    let embedded = &graph.emb.embedded[..];
-    if q == 1 {
-        choose_seeds(&mut lanes[0], 0, 1, sims, embedded, params);
-    } else {
-        lanes
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(i, lane)| choose_seeds(lane, i, q, sims, embedded, params));
+    match exec.gpu {
+        // The device chooses every query's candidates; only those come back.
+        Some(g) if params.seeds_k <= super::gpu::MAX_DEVICE_K => {
+            let (k, theta) = (params.seeds_k, params.sim_threshold);
+            super::gpu::top_candidates(graph, g, queries, q, k, theta, &mut bufs.top)?;
+            for (lane, top) in bufs.lanes.iter_mut().zip(&mut bufs.top) {
+                std::mem::swap(&mut lane.cands, top);
+                seeds_from_candidates(lane, params);
+            }
+        }
+        gpu => {
+            match gpu {
+                Some(g) => super::gpu::similarities(graph, g, queries, q, &mut bufs.sims)?,
+                None => graph
+                    .emb
+                    .similarities(queries, q, &mut bufs.scaled, &mut bufs.sims),
+            }
+            let lanes = &mut bufs.lanes[..q];
+            let sims = &bufs.sims[..];
+            let embedded = &graph.emb.embedded[..];
+            if q == 1 {
+                choose_seeds(&mut lanes[0], 0, 1, sims, embedded, params);
+            } else {
+                lanes
+                    .par_iter_mut()
+                    .enumerate()
+                    .for_each(|(i, lane)| choose_seeds(lane, i, q, sims, embedded, params));
+            }
+        }
     }
+    let lanes = &mut bufs.lanes[..q];
 
     if params.mode == RecallMode::Similarity {
         let one = |lane: &mut Lane| similarity_result(graph, lane, params);
@@ -294,6 +310,12 @@ fn choose_seeds(
         lane.cands.truncate(params.seeds_k);
     }
     lane.cands.sort_unstable_by(by_rank);
+    seeds_from_candidates(lane, params);
+}
+
+/// The seeds and their a0 from `lane.cands`, the top candidates in rank order; seeds with
+/// a0 < 0.01 dropped.
+fn seeds_from_candidates(lane: &mut Lane, params: &RecallParams) {
     lane.seeds.clear();
     lane.seed_order_sims.clear();
     lane.seed_sims.clear();

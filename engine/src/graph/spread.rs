@@ -155,6 +155,17 @@ impl Scratch {
     pub fn lanes(&self) -> usize {
         self.lanes
     }
+
+    /// After [`seed`]: the seeded nodes, ascending, leaving `a` and `first_hop` seeded but
+    /// Δ0 and the frontier empty again (a device propagation keeps those on the device).
+    pub(crate) fn take_seeded(&mut self) -> Vec<u32> {
+        let lanes = self.lanes;
+        for &u in &self.frontier {
+            let u = u as usize;
+            self.cur[u * lanes..(u + 1) * lanes].fill(0.0);
+        }
+        std::mem::take(&mut self.frontier)
+    }
 }
 
 /// What a propagation did.
@@ -218,7 +229,12 @@ pub(crate) fn propagate<'s>(
 
 /// `a[v] = min(1, a[v] + a0)` for each seed in order (a0 < θ(Hot) ignored), Δ0 = a,
 /// first_hop = 0 where a > 0.
-fn seed<'s>(scratch: &mut Scratch, lanes: usize, seeds: &dyn Fn(usize) -> &'s [Seed], hot: f32) {
+pub(crate) fn seed<'s>(
+    scratch: &mut Scratch,
+    lanes: usize,
+    seeds: &dyn Fn(usize) -> &'s [Seed],
+    hot: f32,
+) {
     for q in 0..lanes {
         for s in seeds(q) {
             if s.a0 < hot {
@@ -244,13 +260,32 @@ fn seed<'s>(scratch: &mut Scratch, lanes: usize, seeds: &dyn Fn(usize) -> &'s [S
 
 /// Chooses push or pull for hop k and sizes its work.
 fn plan_hop(graph: &Graph, scratch: &Scratch, k: u32, eval: Evaluation, lanes: usize) -> HopPlan {
-    let lanes = lanes as u64;
-    let total_edges = graph.edge_count() as u64;
     let frontier_edges: u64 = scratch
         .frontier
         .iter()
         .map(|&u| u64::from(graph.out.degree(u)))
         .sum();
+    hop_plan(
+        graph,
+        k,
+        eval,
+        scratch.frontier.len(),
+        frontier_edges,
+        lanes as u64,
+    )
+}
+
+/// The plan of hop k from the frontier's size (nodes, and their out-edges): push while the
+/// frontier's out-edges are a small part of the graph (or as `eval` demands), else pull.
+pub(crate) fn hop_plan(
+    graph: &Graph,
+    k: u32,
+    eval: Evaluation,
+    frontier: usize,
+    frontier_edges: u64,
+    lanes: u64,
+) -> HopPlan {
+    let total_edges = graph.edge_count() as u64;
     let method = match eval {
         Evaluation::Push => HopMethod::Push,
         Evaluation::Pull => HopMethod::Pull,
@@ -267,7 +302,7 @@ fn plan_hop(graph: &Graph, scratch: &Scratch, k: u32, eval: Evaluation, lanes: u
             hop: k,
             method,
             edges: frontier_edges * lanes,
-            nodes: scratch.frontier.len() as u64 * lanes,
+            nodes: frontier as u64 * lanes,
         },
         HopMethod::Pull => HopPlan {
             hop: k,

@@ -43,6 +43,35 @@ pub(crate) fn storage_buffer(
     })
 }
 
+/// A zeroed storage buffer of `bytes` bytes (at least 4), like [`storage_buffer`], refused
+/// with the limit in the message when it is larger than one binding may be.
+pub(crate) fn zeroed_storage_buffer(
+    gpu: &WgpuDevice,
+    label: &str,
+    bytes: u64,
+) -> Result<wgpu::Buffer, BackendError> {
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    if bytes > limit {
+        return Err(BackendError::Device {
+            backend: super::BackendKind::Wgpu,
+            reason: format!(
+                "{label}: {bytes} bytes is more than the adapter's storage binding limit of \
+                 {limit} bytes"
+            ),
+        });
+    }
+    gpu.scoped(&format!("allocating {label}"), || {
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    })
+}
+
 /// A uniform buffer holding `contents`, rewritable with `queue.write_buffer`.
 pub(crate) fn uniform_buffer(
     gpu: &WgpuDevice,
@@ -67,13 +96,29 @@ pub(crate) struct Readback {
 
 impl Readback {
     /// Copies the first `bytes` of `src` to the host (one submit, one wait).
+    #[allow(dead_code)] // TODO(merge): used by the table and braid device code
     pub(crate) fn read(
         &mut self,
         gpu: &WgpuDevice,
         src: &wgpu::Buffer,
         bytes: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        let bytes = bytes.max(4);
+        let encoder = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        self.finish(gpu, encoder, &[(src, 0, bytes.max(4))])
+    }
+
+    /// Submits `encoder` with copies of `regions` (`(buffer, offset, bytes)`, each a multiple
+    /// of 4 bytes) appended, waits, and returns the regions' bytes one after another: the
+    /// work and its results in one submit.
+    pub(crate) fn finish(
+        &mut self,
+        gpu: &WgpuDevice,
+        mut encoder: wgpu::CommandEncoder,
+        regions: &[(&wgpu::Buffer, u64, u64)],
+    ) -> Result<Vec<u8>, BackendError> {
+        let bytes: u64 = regions.iter().map(|r| r.2).sum::<u64>().max(4);
         if self.staging.as_ref().is_none_or(|b| b.size() < bytes) {
             self.staging = Some(gpu.scoped("allocating a staging buffer", || {
                 gpu.device().create_buffer(&wgpu::BufferDescriptor {
@@ -85,10 +130,13 @@ impl Readback {
             })?);
         }
         let staging = self.staging.as_ref().expect("set above");
-        let mut encoder = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+        let mut at = 0;
+        for &(src, offset, len) in regions {
+            if len > 0 {
+                encoder.copy_buffer_to_buffer(src, offset, staging, at, len);
+            }
+            at += len;
+        }
         gpu.submit_and_wait("copying results back", encoder)?;
         let slice = staging.slice(..bytes);
         let (tx, rx) = std::sync::mpsc::channel();

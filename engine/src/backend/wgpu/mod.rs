@@ -21,7 +21,7 @@ mod buffers;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub(crate) use buffers::{Readback, storage_buffer, uniform_buffer};
+pub(crate) use buffers::{Readback, storage_buffer, uniform_buffer, zeroed_storage_buffer};
 
 use super::{BackendKind, Unavailable};
 use crate::error::BackendError;
