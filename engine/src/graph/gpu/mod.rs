@@ -71,13 +71,12 @@ fn bytes_of<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
 }
 
 impl Resident {
-    fn upload(graph: &Graph, gpu: &WgpuDevice) -> Result<Resident, GraphError> {
+    /// Uploads `graph`, its embedding rows in chunks of at most `chunk_bytes` (the
+    /// adapter's binding limit; tests pass less).
+    fn upload(graph: &Graph, gpu: &WgpuDevice, chunk_bytes: u64) -> Result<Resident, GraphError> {
         let d = graph.dim();
         let row_words = d.div_ceil(2);
-        let limit = gpu
-            .limits()
-            .max_storage_buffer_binding_size
-            .min(gpu.limits().max_buffer_size);
+        let limit = chunk_bytes;
         let chunk_rows = ((limit / 4) as usize / row_words.max(1)).max(1);
         let mut row_chunks = Vec::new();
         for (c, nodes) in graph.emb.embedded.chunks(chunk_rows).enumerate() {
@@ -116,7 +115,11 @@ impl Graph {
         if let Some(r) = slot.as_ref().filter(|r| r.gpu.same_as(gpu)) {
             return Ok(Arc::clone(r));
         }
-        let r = Arc::new(Resident::upload(self, gpu)?);
+        let limits = gpu.limits();
+        let chunk_bytes = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let r = Arc::new(Resident::upload(self, gpu, chunk_bytes)?);
         *slot = Some(Arc::clone(&r));
         Ok(r)
     }

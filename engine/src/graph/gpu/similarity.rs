@@ -350,6 +350,18 @@ mod test {
             let queries = generate::queries_near(&graph, q, 0.1, 9).unwrap();
             let mut sims = Vec::new();
             similarities(&graph, &gpu, &queries, q, &mut sims).unwrap();
+            if dim == 24 {
+                // Rows uploaded in chunks of 1,000 (as past a binding limit): same bits.
+                let whole = graph.gpu.lock().unwrap().take();
+                let chunked = Resident::upload(&graph, &gpu, 1000 * 12 * 4).unwrap();
+                assert_eq!(chunked.row_chunks.len(), 3);
+                *graph.gpu.lock().unwrap() = Some(std::sync::Arc::new(chunked));
+                let mut by_chunks = Vec::new();
+                similarities(&graph, &gpu, &queries, q, &mut by_chunks).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&by_chunks), bits(&sims), "similarities by row chunks");
+                *graph.gpu.lock().unwrap() = whole;
+            }
             let mut top = Vec::new();
             for k in [1, 5, 100, 512] {
                 for theta in [-2.0, 0.0, 0.3, 2.0] {
