@@ -272,3 +272,6 @@ fn device_error(what: &str, reason: &str) -> BackendError {
         reason: format!("{what}: {reason}"),
     }
 }
+
+#[cfg(test)]
+mod tests;
