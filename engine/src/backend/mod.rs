@@ -10,7 +10,7 @@
 //! error naming the reason, never a silent fallback.
 
 pub mod cpu;
-mod cuda;
+pub mod cuda;
 pub mod wgpu;
 
 use std::fmt;

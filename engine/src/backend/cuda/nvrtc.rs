@@ -1,0 +1,103 @@
+//! The CUDA kernels (`kernels/*.cu`) and their compilation with NVRTC.
+//!
+//! Every kernel source is built into the binary ([`KERNELS`]) and compiled at run time for the
+//! device's architecture, with `--fmad=false` (SPEC §2.2 fixes the rounding of products and
+//! sums; the kernels also write them with `__fmul_rn` / `__fadd_rn`). A compilation that
+//! reports a warning is treated like one that fails: the kernels are kept warning-free, and
+//! CI compiles each for `compute_90` without a GPU (`engine/tests/kernels_compile.rs`).
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+
+use cudarc::nvrtc::result;
+
+/// A kernel source of `kernels/`.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSource {
+    /// The file name in `kernels/`.
+    pub file: &'static str,
+    pub source: &'static str,
+}
+
+/// Every kernel source, by file name.
+pub const KERNELS: &[KernelSource] = &[KernelSource {
+    file: "graph.cu",
+    source: include_str!("../../../../kernels/graph.cu"),
+}];
+
+/// Whether NVRTC (libnvrtc.so) can be loaded here; `Err` says why not.
+pub fn available() -> Result<(), String> {
+    // SAFETY: only tries to load the library by its usual names (dlopen); no symbol is
+    // called.
+    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(
+            "NVRTC was not found (libnvrtc.so.13; e.g. `pip install nvidia-cuda-nvrtc==13.*` \
+             and add its nvidia/cu13/lib to LD_LIBRARY_PATH)"
+                .into(),
+        )
+    }
+}
+
+/// What compiling one source gave.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub ptx: String,
+    /// NVRTC's log (empty when it had nothing to say).
+    pub log: String,
+}
+
+/// The options every kernel is compiled with, for `arch` (e.g. `compute_90`).
+pub fn options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--fmad=false".into(),
+        "--std=c++17".into(),
+        "--Wreorder".into(),
+    ]
+}
+
+/// Compiles `source` (named `file` in messages) for `arch`. `Err` carries NVRTC's log; a
+/// log that reports a warning is an `Err` too.
+pub fn compile(file: &str, source: &str, arch: &str) -> Result<Compiled, String> {
+    available()?;
+    let src = std::ffi::CString::new(source).map_err(|_| format!("{file}: contains a NUL byte"))?;
+    let name = std::ffi::CString::new(file).map_err(|_| format!("{file}: bad file name"))?;
+    let prog = result::create_program(&src, Some(&name))
+        .map_err(|e| format!("{file}: NVRTC could not create the program: {e:?}"))?;
+    // SAFETY: `prog` was just created and is destroyed exactly once below; the options are
+    // plain strings.
+    let outcome = unsafe { result::compile_program(prog, &options(arch)) };
+    // SAFETY: `prog` is a valid program (compiled or not); the log is NUL-terminated.
+    let log = unsafe { result::get_program_log(prog) }
+        .map(|raw| {
+            // SAFETY: NVRTC returns a NUL-terminated string.
+            unsafe { CStr::from_ptr(raw.as_ptr()) }
+                .to_string_lossy()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let ptx = match outcome {
+        // SAFETY: the program compiled.
+        Ok(()) => unsafe { result::get_ptx(prog) }
+            .map(|raw| {
+                // SAFETY: NVRTC returns a NUL-terminated string.
+                unsafe { CStr::from_ptr(raw.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .map_err(|e| format!("{file}: NVRTC could not return the PTX: {e:?}")),
+        Err(e) => Err(format!(
+            "{file}: compilation for {arch} failed ({e:?}):\n{log}"
+        )),
+    };
+    // SAFETY: `prog` is destroyed once, after its last use.
+    let _ = unsafe { result::destroy_program(prog) };
+    let ptx = ptx?;
+    if log.to_ascii_lowercase().contains("warning") {
+        return Err(format!("{file}: compiled for {arch} with warnings:\n{log}"));
+    }
+    Ok(Compiled { ptx, log })
+}
