@@ -6,8 +6,13 @@
 // Only 32-bit integers: a key is two words (lo, hi). Order of one batch:
 //   kv_route                 op i -> sort record (shard, key hi, key lo, i); ops per shard
 //   kv_sort                  one bitonic pass (k, j) over the records, ascending
-//   kv_walk                  one invocation per key run: probe the shard, apply the run's ops in
-//                            batch order (results, per-op item delta, the key's final state)
+//   kv_walk_chunks/_carry/kv_walk
+//                            each key run in batch order, cut into chunks of CHUNK records:
+//                            the state entering a chunk that continues a run comes from a scan
+//                            of per-chunk effects; one invocation per run segment probes the
+//                            shard (or takes the carried state), applies its ops in order
+//                            (results, per-op item delta) and, at the run's end, records the
+//                            key's final state
 //   kv_peak_blocks/_scan/kv_peak
 //                            per shard, the peak of the running item count in batch order
 //   kv_commit                deletes (tombstones) and value updates of keys already stored
@@ -39,6 +44,10 @@ const ST_DELETED: u32 = 3u;
 const ST_ABSENT: u32 = 4u;
 
 const WORKGROUP: u32 = 256u;
+// Records per walk chunk: no invocation walks more than this many operations. (Mesa's
+// llvmpipe, behind lavapipe, ends a shader's loops after 65535 iterations in total, so a
+// loop's length must not grow with the batch: a hot key's run is walked chunk by chunk.)
+const CHUNK: u32 = 256u;
 // Operations per block of the peak scan, and most shards (a workgroup array).
 const BLOCK: u32 = 256u;
 const MAX_SHARDS: u32 = 1024u;
@@ -58,9 +67,9 @@ struct Params {
     delta_base: u32,   // per-op deltas start at work[delta_base]
     matrix_base: u32,  // block x shard sums start at work[matrix_base]
     count: u32,        // kv_rehash: slots in the old arena
+    chunk_base: u32,   // per walk chunk 3 words (kv_walk_chunks), then 2 (kv_walk_carry)
+    chunks: u32,       // walk chunks
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -69,8 +78,9 @@ struct Params {
 // Per op 4 words (code | COUNTED, key lo, key hi, put value index), then put values.
 @group(0) @binding(2) var<storage, read> batch: array<u32>;
 @group(0) @binding(3) var<storage, read_write> records: array<vec4<u32>>;
-// Per record 2 words (old slot + 1 or 0; final: 0 absent, 1 old value, 2 + put index), then
-// per-op deltas (i32), then the block x shard matrix.
+// Per record 2 words, written at the last record of a key's run (old slot + 1 or 0; final:
+// 0 absent, 1 old value, 2 + put index), then per-op deltas (i32), then the block x shard
+// matrix, then the walk chunks' effects and carried states.
 @group(0) @binding(4) var<storage, read_write> work: array<u32>;
 // Per shard: ops, inserts, removes, peak delta.
 @group(0) @binding(5) var<storage, read_write> counters: array<atomic<i32>>;
@@ -113,12 +123,45 @@ fn less(a: vec4<u32>, b: vec4<u32>) -> bool {
     return a.w < b.w;
 }
 
+fn same_key(a: u32, b: u32) -> bool {
+    let x = records[a];
+    let y = records[b];
+    return x.y == y.y && x.z == y.z;
+}
+
 // Whether record r starts a key's run.
 fn is_head(r: u32) -> bool {
-    if (r == 0u) { return true; }
-    let a = records[r];
-    let b = records[r - 1u];
-    return a.y != b.y || a.z != b.z;
+    return r == 0u || !same_key(r, r - 1u);
+}
+
+// Whether record r ends a key's run.
+fn is_tail(r: u32) -> bool {
+    return r + 1u >= p.n || !same_key(r, r + 1u);
+}
+
+// The slot of key (lo, hi) in shard s before the batch, or NONE.
+fn probe(s: u32, lo: u32, hi: u32) -> u32 {
+    let before = info[2u * s];
+    var i = key_hash(lo, hi, SLOT_SEED) & before.z;
+    loop {
+        let g = before.y + i;
+        let t = old_slots[3u * g];
+        if (t == EMPTY) { return NONE; }
+        if (t == FULL && old_slots[3u * g + 1u] == lo && old_slots[3u * g + 2u] == hi) {
+            return g;
+        }
+        i = (i + 1u) & before.z;
+    }
+    return NONE;
+}
+
+// What operation `pos` does to its key's state: NONE (a read), or the state it sets
+// (0 absent, 2 + put index).
+fn effect_of(pos: u32) -> u32 {
+    let code = batch[4u * pos] & 0xFFu;
+    if (code == OP_PUT) { return 2u + batch[4u * pos + 3u]; }
+    if (code == OP_DELETE) { return 0u; }
+    return NONE;
 }
 
 // Claims a free slot for a key absent from the region (base, mask), stores the key there and
@@ -180,77 +223,134 @@ fn kv_sort(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
+// Per chunk c: for the key of its last record, (1, state, slot) when that key's run starts in
+// the chunk (its state after the chunk, from the probe), else (0, effect, 0) (the chunk is all
+// one key continuing a run: what the chunk does to it, NONE for nothing).
+@compute @workgroup_size(256)
+fn kv_walk_chunks(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) groups: vec3<u32>) {
+    let c = flat(gid, groups);
+    if (c >= p.chunks) { return; }
+    let start = c * CHUNK;
+    let end = min(p.n, start + CHUNK);
+    let last = records[end - 1u];
+    if (info[2u * last.x].x != p.arena) { return; }
+    var t = end - 1u;
+    while (t > start && same_key(t - 1u, end - 1u)) { t = t - 1u; }
+    var effect = NONE;
+    for (var q = t; q < end; q = q + 1u) {
+        let e = effect_of(records[q].w);
+        if (e != NONE) { effect = e; }
+    }
+    let at = p.chunk_base + 3u * c;
+    if (is_head(t)) {
+        let slot = probe(last.x, last.z, last.y);
+        var state = select(1u, 0u, slot == NONE);
+        if (effect != NONE) { state = effect; }
+        work[at] = 1u;
+        work[at + 1u] = state;
+        work[at + 2u] = slot;
+    } else {
+        work[at] = 0u;
+        work[at + 1u] = effect;
+        work[at + 2u] = 0u;
+    }
+}
+
+// One invocation: the state (state, slot) entering every chunk whose first record continues a
+// run, in chunk order.
+@compute @workgroup_size(1)
+fn kv_walk_carry() {
+    let carry = p.chunk_base + 3u * p.chunks;
+    for (var c = 1u; c < p.chunks; c = c + 1u) {
+        if (is_head(c * CHUNK)) { continue; }
+        let prev = p.chunk_base + 3u * (c - 1u);
+        if (work[prev] == 1u) {
+            work[carry + 2u * c] = work[prev + 1u];
+            work[carry + 2u * c + 1u] = work[prev + 2u];
+        } else {
+            let effect = work[prev + 1u];
+            let before = work[carry + 2u * (c - 1u)];
+            work[carry + 2u * c] = select(effect, before, effect == NONE);
+            work[carry + 2u * c + 1u] = work[carry + 2u * (c - 1u) + 1u];
+        }
+    }
+}
+
+// One invocation per run segment (a run's head, or the first record of a chunk continuing a
+// run): applies the segment's operations in batch order.
 @compute @workgroup_size(256)
 fn kv_walk(@builtin(global_invocation_id) gid: vec3<u32>,
            @builtin(num_workgroups) groups: vec3<u32>) {
     let r = flat(gid, groups);
     if (r >= p.n) { return; }
-    let head = records[r];
-    let s = head.x;
-    let before = info[2u * s];
-    if (before.x != p.arena || !is_head(r)) { return; }
-    let lo = head.z;
-    let hi = head.y;
-    // The key's state before the batch.
+    let first = records[r];
+    let s = first.x;
+    if (info[2u * s].x != p.arena) { return; }
+    let head = is_head(r);
+    if (!head && r % CHUNK != 0u) { return; }
+    let lo = first.z;
+    let hi = first.y;
+    // state: 0 absent, 1 the stored value (at `slot`), 2 + a put's value.
     var slot = NONE;
-    var i = key_hash(lo, hi, SLOT_SEED) & before.z;
-    loop {
-        let g = before.y + i;
-        let t = old_slots[3u * g];
-        if (t == EMPTY) { break; }
-        if (t == FULL && old_slots[3u * g + 1u] == lo && old_slots[3u * g + 2u] == hi) {
-            slot = g;
-            break;
-        }
-        i = (i + 1u) & before.z;
+    var state = 0u;
+    if (head) {
+        slot = probe(s, lo, hi);
+        state = select(1u, 0u, slot == NONE);
+    } else {
+        let carry = p.chunk_base + 3u * p.chunks + 2u * (r / CHUNK);
+        state = work[carry];
+        slot = work[carry + 1u];
     }
-    // Its operations in batch order. src: 0 absent, 1 the stored value, 2 + a put's value.
-    var src = select(0u, 1u, slot != NONE);
     let w = p.w;
-    for (var q = r; q < p.n; q = q + 1u) {
+    let end = min(p.n, (r / CHUNK + 1u) * CHUNK);
+    var q = r;
+    for (; q < end; q = q + 1u) {
         let rec = records[q];
         if (rec.y != hi || rec.z != lo) { break; }
         let pos = rec.w;
         let code = batch[4u * pos] & 0xFFu;
         var delta = 0i;
         if (code == OP_PUT) {
-            if (src == 0u) { delta = 1i; }
-            src = 2u + batch[4u * pos + 3u];
+            if (state == 0u) { delta = 1i; }
+            state = 2u + batch[4u * pos + 3u];
             results[pos] = ST_OK;
         } else if (code == OP_GET) {
-            if (src == 0u) {
+            if (state == 0u) {
                 results[pos] = ST_MISSING;
             } else {
                 results[pos] = ST_VALUE;
                 let out = p.n + pos * w;
-                if (src == 1u) {
+                if (state == 1u) {
                     for (var k = 0u; k < w; k = k + 1u) {
                         results[out + k] = old_values[slot * w + k];
                     }
                 } else {
-                    let at = p.value_base + (src - 2u) * w;
+                    let at = p.value_base + (state - 2u) * w;
                     for (var k = 0u; k < w; k = k + 1u) {
                         results[out + k] = batch[at + k];
                     }
                 }
             }
         } else {
-            if (src == 0u) {
+            if (state == 0u) {
                 results[pos] = ST_ABSENT;
             } else {
                 results[pos] = ST_DELETED;
                 delta = -1i;
             }
-            src = 0u;
+            state = 0u;
         }
         work[p.delta_base + pos] = bitcast<u32>(delta);
     }
-    work[2u * r] = select(slot + 1u, 0u, slot == NONE);
-    work[2u * r + 1u] = src;
-    if (slot == NONE && src != 0u) {
+    let tail = q - 1u;
+    if (!is_tail(tail)) { return; }
+    work[2u * tail] = select(slot + 1u, 0u, slot == NONE);
+    work[2u * tail + 1u] = state;
+    if (slot == NONE && state != 0u) {
         atomicAdd(&counters[4u * s + 1u], 1);
     }
-    if (slot != NONE && src == 0u) {
+    if (slot != NONE && state == 0u) {
         atomicAdd(&counters[4u * s + 2u], 1);
     }
 }
@@ -327,7 +427,7 @@ fn kv_commit(@builtin(global_invocation_id) gid: vec3<u32>,
     let r = flat(gid, groups);
     if (r >= p.n) { return; }
     let s = records[r].x;
-    if (info[2u * s].x != p.arena || !is_head(r)) { return; }
+    if (info[2u * s].x != p.arena || !is_tail(r)) { return; }
     let old = work[2u * r];
     if (old == 0u) { return; }
     let g = old - 1u;
@@ -369,7 +469,7 @@ fn kv_insert(@builtin(global_invocation_id) gid: vec3<u32>,
     if (r >= p.n) { return; }
     let rec = records[r];
     let after = info[2u * rec.x + 1u];
-    if (after.x != p.arena || !is_head(r)) { return; }
+    if (after.x != p.arena || !is_tail(r)) { return; }
     let fin = work[2u * r + 1u];
     if (work[2u * r] != 0u || fin < 2u) { return; }
     let to = claim_slot(rec.z, rec.y, after.y, after.z);

@@ -53,7 +53,7 @@ const COUNTED: u32 = 0x100;
 
 /// The kernels of `shaders/table.wgsl`: (pipeline name, entry point). The entry point is the
 /// operation's name in every backend.
-const KERNELS: [(&str, &str); 9] = [
+const KERNELS: [(&str, &str); 11] = [
     ("table_kv_route", "kv_route"),
     ("table_kv_sort", "kv_sort"),
     ("table_kv_walk", "kv_walk"),
@@ -63,7 +63,26 @@ const KERNELS: [(&str, &str); 9] = [
     ("table_kv_commit", "kv_commit"),
     ("table_kv_rehash", "kv_rehash"),
     ("table_kv_insert", "kv_insert"),
+    ("table_kv_walk_chunks", "kv_walk_chunks"),
+    ("table_kv_walk_carry", "kv_walk_carry"),
 ];
+const K_ROUTE: usize = 0;
+const K_SORT: usize = 1;
+const K_WALK: usize = 2;
+const K_PEAK_BLOCKS: usize = 3;
+const K_PEAK_SCAN: usize = 4;
+const K_PEAK: usize = 5;
+const K_COMMIT: usize = 6;
+const K_REHASH: usize = 7;
+const K_INSERT: usize = 8;
+const K_WALK_CHUNKS: usize = 9;
+const K_WALK_CARRY: usize = 10;
+/// Records per walk chunk (`CHUNK` in the shader).
+const CHUNK: u64 = 256;
+/// Most device operations in one batch: the single-invocation scans (walk chunks, peak
+/// blocks) loop once per 256 operations, and llvmpipe ends a shader after 65535 loop
+/// iterations.
+pub(crate) const MAX_DEVICE_OPS: usize = 65_535 * 256;
 
 /// Constants of one dispatch, laid out as `Params` in the shader.
 #[repr(C)]
@@ -82,7 +101,9 @@ struct Params {
     delta_base: u32,
     matrix_base: u32,
     count: u32,
-    pad: [u32; 3],
+    chunk_base: u32,
+    chunks: u32,
+    pad: u32,
 }
 
 /// Host bookkeeping of one shard.
@@ -400,7 +421,9 @@ impl WgpuDevice {
         let value_base = 4 * n;
         let delta_base = 2 * n_pow2;
         let matrix_base = delta_base + n;
-        let work_words = matrix_base + blocks * nshards;
+        let chunks = n.div_ceil(CHUNK);
+        let chunk_base = matrix_base + blocks * nshards;
+        let work_words = chunk_base + 5 * chunks;
         let value_words = if reads { n * w } else { 0 };
         let result_words = n + value_words + 4 * nshards;
         if value_base + put_values.len() as u64 > u64::from(u32::MAX)
@@ -456,6 +479,8 @@ impl WgpuDevice {
             blocks: blocks as u32,
             delta_base: delta_base as u32,
             matrix_base: matrix_base as u32,
+            chunk_base: chunk_base as u32,
+            chunks: chunks as u32,
             ..Params::default()
         };
         let mut v1 = Variants {
@@ -517,14 +542,14 @@ impl WgpuDevice {
         self.scoped("encoding a table batch", || {
             enc.encoder.clear_buffer(counters, 0, Some(nshards * 16));
             enc.run(
-                0,
+                K_ROUTE,
                 route,
                 &[entry(2, batch_buf), entry(3, records), entry(5, counters)],
                 groups(self, n_pow2, WORKGROUP),
             );
             for &variant in &sort {
                 enc.run(
-                    1,
+                    K_SORT,
                     variant,
                     &[entry(3, records)],
                     groups(self, n_pow2 / 2, WORKGROUP),
@@ -532,7 +557,27 @@ impl WgpuDevice {
             }
             for (a, arena) in t.arenas.iter().enumerate() {
                 enc.run(
-                    2,
+                    K_WALK_CHUNKS,
+                    per_arena[a],
+                    &[
+                        entry(1, info),
+                        entry(2, batch_buf),
+                        entry(3, records),
+                        entry(4, work),
+                        entry(7, &arena.slots),
+                    ],
+                    groups(self, chunks, WORKGROUP),
+                );
+            }
+            enc.run(
+                K_WALK_CARRY,
+                route,
+                &[entry(3, records), entry(4, work)],
+                (1, 1),
+            );
+            for (a, arena) in t.arenas.iter().enumerate() {
+                enc.run(
+                    K_WALK,
                     per_arena[a],
                     &[
                         entry(1, info),
@@ -549,10 +594,20 @@ impl WgpuDevice {
             }
             if may_rebuild {
                 let block_groups = groups(self, blocks, 1);
-                enc.run(3, route, &[entry(2, batch_buf), entry(4, work)], block_groups);
-                enc.run(4, route, &[entry(4, work)], groups(self, nshards, WORKGROUP));
                 enc.run(
-                    5,
+                    K_PEAK_BLOCKS,
+                    route,
+                    &[entry(2, batch_buf), entry(4, work)],
+                    block_groups,
+                );
+                enc.run(
+                    K_PEAK_SCAN,
+                    route,
+                    &[entry(4, work)],
+                    groups(self, nshards, WORKGROUP),
+                );
+                enc.run(
+                    K_PEAK,
                     route,
                     &[entry(2, batch_buf), entry(4, work), entry(5, counters)],
                     block_groups,
@@ -678,7 +733,7 @@ impl WgpuDevice {
         let scoped = self.scoped("encoding a table commit", || {
             for (a, arena) in t.arenas.iter().enumerate() {
                 enc.run(
-                    6,
+                    K_COMMIT,
                     commit[a],
                     &[
                         entry(1, info),
@@ -716,7 +771,7 @@ impl WgpuDevice {
                 }
                 for (i, &(a, b)) in pairs.iter().enumerate() {
                     enc.run(
-                        7,
+                        K_REHASH,
                         rehash[i],
                         &[
                             entry(1, info),
@@ -731,7 +786,7 @@ impl WgpuDevice {
             }
             for (b, arena) in final_arenas.iter().enumerate() {
                 enc.run(
-                    8,
+                    K_INSERT,
                     insert[b],
                     &[
                         entry(1, info),
@@ -966,6 +1021,13 @@ impl TableBackend for WgpuDevice {
             }
         }
 
+        if dev.len() > MAX_DEVICE_OPS {
+            t.links.rollback();
+            results.reset(0, w, false);
+            return Err(TableError::BatchTooLarge {
+                max: MAX_DEVICE_OPS,
+            });
+        }
         let out = if dev.len() == 0 {
             DeviceOut {
                 status: Vec::new(),
@@ -1128,3 +1190,6 @@ impl TableBackend for WgpuDevice {
     }
 }
 
+
+#[cfg(test)]
+mod test;

@@ -1,0 +1,144 @@
+//! Tables on the wgpu device against the CPU reference, where the conformance suite does not
+//! reach: batches past 2^20 device operations with very long runs of one key, shards split
+//! over many small arenas, and a refused batch (past the adapter's binding limit) leaving
+//! values, links and statistics unchanged. Each test skips, with a line on stderr, when no
+//! adapter is present (unless `WARPGRID_REQUIRE_WGPU=1`).
+
+use super::*;
+use crate::backend::cpu::{CpuDevice, CpuShards};
+use crate::backend::{Device, DeviceConfig};
+use crate::table::Outcome;
+
+fn gpu() -> Option<WgpuDevice> {
+    match WgpuDevice::open(&DeviceConfig::default()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            assert_ne!(
+                std::env::var("WARPGRID_REQUIRE_WGPU").as_deref(),
+                Ok("1"),
+                "WARPGRID_REQUIRE_WGPU=1 but no wgpu device: {e}"
+            );
+            eprintln!("skipped: no wgpu device: {e}");
+            None
+        }
+    }
+}
+
+fn cpu() -> CpuDevice {
+    match Device::cpu().unwrap() {
+        Device::Cpu(d) => d,
+        _ => unreachable!(),
+    }
+}
+
+/// The same table on both backends.
+struct Pair {
+    gpu: WgpuDevice,
+    cpu: CpuDevice,
+    g: WgpuShards,
+    c: CpuShards,
+    config: TableConfig,
+    epoch: u64,
+}
+
+impl Pair {
+    fn new(gpu: WgpuDevice, config: TableConfig, cap: Option<u64>) -> Pair {
+        let cpu = cpu();
+        let mut g = gpu.create_shards(&config).unwrap();
+        if let Some(cap) = cap {
+            // Re-lay the empty table out over arenas of at most `cap` bytes.
+            let slots: Vec<u64> = g.shards.iter().map(|m| m.slots).collect();
+            let (at, lens) = layout(&slots, g.w, cap).unwrap();
+            g.arenas = new_arenas(&gpu, &lens, g.w).unwrap();
+            for (m, (arena, base)) in g.shards.iter_mut().zip(at) {
+                (m.arena, m.base) = (arena, base);
+            }
+            g.cap = cap;
+        }
+        let c = cpu.create_shards(&config).unwrap();
+        Pair {
+            gpu,
+            cpu,
+            g,
+            c,
+            config,
+            epoch: 0,
+        }
+    }
+
+    /// Applies `batch` to both and asserts equal results and statistics.
+    fn apply(&mut self, batch: &Batch, ctx: &str) {
+        self.epoch += 1;
+        let mut rg = BatchResults::new();
+        let mut rc = BatchResults::new();
+        self.gpu
+            .apply(&mut self.g, &self.config, batch, self.epoch, &mut rg)
+            .unwrap_or_else(|e| panic!("{ctx}: wgpu: {e}"));
+        self.cpu
+            .apply(&mut self.c, &self.config, batch, self.epoch, &mut rc)
+            .unwrap();
+        let (og, oc): (Vec<Outcome<'_>>, Vec<Outcome<'_>>) = (rg.iter().collect(), rc.iter().collect());
+        assert_eq!(og.len(), oc.len(), "{ctx}: result count");
+        for (i, (a, b)) in og.iter().zip(&oc).enumerate() {
+            assert_eq!(a, b, "{ctx}: op {i} ({:?} {})", batch.codes()[i], batch.keys()[i]);
+        }
+        assert_eq!(
+            self.gpu.shard_stats(&self.g),
+            self.cpu.shard_stats(&self.c),
+            "{ctx}: statistics"
+        );
+    }
+}
+
+/// A small xorshift generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random mixed operations over `space` keys, a quarter of them on key 7.
+fn mixed(rng: &mut Rng, n: usize, space: u64, w: usize) -> Batch {
+    let mut b = Batch::with_capacity(4 * w, n);
+    for _ in 0..n {
+        let k = if rng.below(4) == 0 { 7 } else { rng.below(space) };
+        match rng.below(10) {
+            0..=3 => {
+                let v: Vec<u8> = (0..4 * w).map(|_| rng.next() as u8).collect();
+                b.put(k, &v).unwrap();
+            }
+            4..=5 => b.get(k).unwrap(),
+            6 => b.delete(k).unwrap(),
+            7 => {
+                let p = rng.below(space);
+                if p != k {
+                    b.link(k, p, (1 + rng.below(10)) as f32 / 10.0).unwrap();
+                }
+            }
+            8 => b.unlink(k, rng.below(space) ^ 1).unwrap_or(()),
+            _ => b.get_related(k, 0.2, rng.below(5) as u32).unwrap(),
+        }
+    }
+    b
+}
+
+#[test]
+fn batches_past_two_to_the_twenty_device_ops() {
+    let Some(gpu) = gpu() else { return };
+    let config = TableConfig::new("big").with_shards(3);
+    let mut pair = Pair::new(gpu, config, None);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let b = mixed(&mut rng, 20_000, 5_000, 2);
+    pair.apply(&b, "warm-up");
+    let b = mixed(&mut rng, 1_200_000, 100_000, 2);
+    pair.apply(&b, "1.2M ops");
+}
