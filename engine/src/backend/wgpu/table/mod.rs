@@ -237,8 +237,8 @@ fn ensure<'a>(
     bytes: u64,
     usage: wgpu::BufferUsages,
 ) -> Result<&'a wgpu::Buffer, BackendError> {
-    let limit = u64::from(gpu.limits().max_storage_buffer_binding_size)
-        .min(gpu.limits().max_buffer_size);
+    let limit =
+        u64::from(gpu.limits().max_storage_buffer_binding_size).min(gpu.limits().max_buffer_size);
     let bytes = bytes.max(16).next_multiple_of(4);
     if bytes > limit {
         return Err(device_error(format!(
@@ -362,8 +362,7 @@ struct DeviceBatch {
 
 impl DeviceBatch {
     fn push(&mut self, code: u32, key: u64) {
-        self.words
-            .extend([code, key as u32, (key >> 32) as u32, 0]);
+        self.words.extend([code, key as u32, (key >> 32) as u32, 0]);
     }
 
     fn len(&self) -> usize {
@@ -632,8 +631,7 @@ impl WgpuDevice {
                 while max_items(slots, t.max_load) < peak_items {
                     slots *= 2;
                 }
-                rebuild[s] =
-                    slots != m.slots || m.used + inserts > max_used(m.slots, t.max_load);
+                rebuild[s] = slots != m.slots || m.used + inserts > max_used(m.slots, t.max_load);
                 m.slots = slots;
             }
             if rebuild.iter().any(|&r| r) {
@@ -1157,11 +1155,11 @@ impl TableBackend for WgpuDevice {
         self.reserve(bytes)?;
         let lens: Vec<u64> = t.arenas.iter().map(|a| a.len).collect();
         let copy = new_arenas(self, &lens, t.w).and_then(|arenas| {
-            let mut encoder = self
-                .device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("table clone"),
-                });
+            let mut encoder =
+                self.device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("table clone"),
+                    });
             for (from, to) in t.arenas.iter().zip(&arenas) {
                 encoder.copy_buffer_to_buffer(&from.slots, 0, &to.slots, 0, from.slots.size());
                 encoder.copy_buffer_to_buffer(&from.values, 0, &to.values, 0, from.values.size());
@@ -1189,7 +1187,6 @@ impl TableBackend for WgpuDevice {
         self.release(t.shards.iter().map(|m| m.slots).sum::<u64>() * slot_bytes(t.w));
     }
 }
-
 
 #[cfg(test)]
 mod test;

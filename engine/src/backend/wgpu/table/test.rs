@@ -77,10 +77,17 @@ impl Pair {
         self.cpu
             .apply(&mut self.c, &self.config, batch, self.epoch, &mut rc)
             .unwrap();
-        let (og, oc): (Vec<Outcome<'_>>, Vec<Outcome<'_>>) = (rg.iter().collect(), rc.iter().collect());
+        let (og, oc): (Vec<Outcome<'_>>, Vec<Outcome<'_>>) =
+            (rg.iter().collect(), rc.iter().collect());
         assert_eq!(og.len(), oc.len(), "{ctx}: result count");
         for (i, (a, b)) in og.iter().zip(&oc).enumerate() {
-            assert_eq!(a, b, "{ctx}: op {i} ({:?} {})", batch.codes()[i], batch.keys()[i]);
+            assert_eq!(
+                a,
+                b,
+                "{ctx}: op {i} ({:?} {})",
+                batch.codes()[i],
+                batch.keys()[i]
+            );
         }
         assert_eq!(
             self.gpu.shard_stats(&self.g),
@@ -110,7 +117,11 @@ impl Rng {
 fn mixed(rng: &mut Rng, n: usize, space: u64, w: usize) -> Batch {
     let mut b = Batch::with_capacity(4 * w, n);
     for _ in 0..n {
-        let k = if rng.below(4) == 0 { 7 } else { rng.below(space) };
+        let k = if rng.below(4) == 0 {
+            7
+        } else {
+            rng.below(space)
+        };
         match rng.below(10) {
             0..=3 => {
                 let v: Vec<u8> = (0..4 * w).map(|_| rng.next() as u8).collect();
@@ -141,4 +152,76 @@ fn batches_past_two_to_the_twenty_device_ops() {
     pair.apply(&b, "warm-up");
     let b = mixed(&mut rng, 1_200_000, 100_000, 2);
     pair.apply(&b, "1.2M ops");
+}
+
+#[test]
+fn shards_split_over_many_small_arenas() {
+    let Some(gpu) = gpu() else { return };
+    // 64 KiB per arena buffer: 5461 slots of 12 bytes, so the 8 shards spread over several
+    // arenas as they grow (to 4096 slots each), and rehashes move shards between arenas.
+    let config = TableConfig::new("arenas").with_shards(8);
+    let mut pair = Pair::new(gpu, config, Some(64 << 10));
+    assert!(pair.g.arenas.len() == 1);
+    let mut rng = Rng(0xfeed_f00d_1234_5678);
+    for round in 0..12 {
+        let b = mixed(&mut rng, 6_000, 24_000, 2);
+        pair.apply(&b, &format!("round {round}"));
+    }
+    assert!(
+        pair.g.arenas.len() >= 3,
+        "expected several arenas, got {}",
+        pair.g.arenas.len()
+    );
+    let mut all = Batch::new(8);
+    for k in 0..24_000 {
+        all.get(k).unwrap();
+        all.get_related(k, 0.0, u32::MAX).unwrap();
+    }
+    pair.apply(&all, "final reads");
+}
+
+#[test]
+fn a_refused_batch_changes_nothing() {
+    let Some(gpu) = gpu() else { return };
+    let config = TableConfig::new("refused").with_shards(2);
+    let mut pair = Pair::new(gpu.clone(), config, Some(64 << 10));
+    let mut rng = Rng(0x5151_5151_5151_5151);
+    let fill = mixed(&mut rng, 3_000, 2_000, 2);
+    pair.apply(&fill, "fill");
+    let stats = gpu.shard_stats(&pair.g);
+    let bytes = gpu.allocated_bytes();
+    // Deletes, links and unlinks, then more keys than a shard of at most 64 KiB holds.
+    let mut b = Batch::new(8);
+    for k in 0..200 {
+        b.delete(k).unwrap();
+        b.link(k + 1, k + 1_000, 0.5).unwrap();
+        b.unlink(k + 2, k + 3).unwrap();
+    }
+    for k in 0..20_000u64 {
+        b.put(10_000 + k, &k.to_le_bytes()).unwrap();
+    }
+    let mut r = BatchResults::new();
+    let err = gpu
+        .apply(&mut pair.g, &pair.config, &b, 99, &mut r)
+        .expect_err("a shard past the arena limit must be refused");
+    assert!(
+        err.to_string().contains("storage binding limit"),
+        "the error names the limit: {err}"
+    );
+    assert_eq!(
+        gpu.shard_stats(&pair.g),
+        stats,
+        "statistics after the refusal"
+    );
+    assert_eq!(
+        gpu.allocated_bytes(),
+        bytes,
+        "table bytes after the refusal"
+    );
+    let mut all = Batch::new(8);
+    for k in 0..2_000 {
+        all.get(k).unwrap();
+        all.get_related(k, 0.0, u32::MAX).unwrap();
+    }
+    pair.apply(&all, "reads after the refusal");
 }
