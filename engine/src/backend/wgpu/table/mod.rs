@@ -177,7 +177,10 @@ fn device_error(reason: String) -> BackendError {
 
 /// Packs shards of `slots` into arenas of at most `cap` bytes per buffer: per shard
 /// (arena, base), and each arena's slot count.
-fn layout(slots: &[u64], w: usize, cap: u64) -> Result<(Vec<(u32, u64)>, Vec<u64>), BackendError> {
+/// Where each shard lies: (arena, first slot).
+type Placement = Vec<(u32, u64)>;
+
+fn layout(slots: &[u64], w: usize, cap: u64) -> Result<(Placement, Vec<u64>), BackendError> {
     let per_slot = (SLOT_WORDS * 4).max(4 * w as u64);
     let mut at = Vec::with_capacity(slots.len());
     let mut arenas: Vec<u64> = Vec::new();
@@ -237,8 +240,10 @@ fn ensure<'a>(
     bytes: u64,
     usage: wgpu::BufferUsages,
 ) -> Result<&'a wgpu::Buffer, BackendError> {
-    let limit =
-        u64::from(gpu.limits().max_storage_buffer_binding_size).min(gpu.limits().max_buffer_size);
+    let limit = gpu
+        .limits()
+        .max_storage_buffer_binding_size
+        .min(gpu.limits().max_buffer_size);
     let bytes = bytes.max(16).next_multiple_of(4);
     if bytes > limit {
         return Err(device_error(format!(
@@ -399,7 +404,9 @@ impl WgpuDevice {
     }
 
     fn arena_cap(&self) -> u64 {
-        u64::from(self.limits().max_storage_buffer_binding_size).min(self.limits().max_buffer_size)
+        self.limits()
+            .max_storage_buffer_binding_size
+            .min(self.limits().max_buffer_size)
     }
 
     /// Runs the device part of a batch on `t` (see the module doc). On `Err` the table's
