@@ -5,7 +5,9 @@
 //
 // Only 32-bit integers: a key is two words (lo, hi). Order of one batch:
 //   kv_route                 op i -> sort record (shard, key hi, key lo, i); ops per shard
-//   kv_sort                  one bitonic pass (k, j) over the records, ascending
+//   kv_sort, kv_sort_local   bitonic sort of the records, ascending: kv_sort is one global pass
+//                            (k, j); kv_sort_local does every j < 512 of a stage (or stages
+//                            2..512 when k = 0) in workgroup memory, 512 records per group
 //   kv_walk_chunks/_carry/kv_walk
 //                            each key run in batch order, cut into chunks of CHUNK records:
 //                            the state entering a chunk that continues a run comes from a scan
@@ -92,6 +94,9 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> values: array<u32>;
 
 var<workgroup> run: array<i32, MAX_SHARDS>;
+// Records kv_sort_local sorts in workgroup memory (2 per invocation).
+const TILE: u32 = 512u;
+var<workgroup> tile: array<vec4<u32>, TILE>;
 
 // MurmurHash3's 32-bit finaliser (route.rs `fmix32`).
 fn fmix32(x: u32) -> u32 {
@@ -221,6 +226,40 @@ fn kv_sort(@builtin(global_invocation_id) gid: vec3<u32>,
         records[lo] = b;
         records[hi] = a;
     }
+}
+
+// Stage k of the bitonic sort for every distance j < TILE, or (k = 0) stages 2..TILE, on the
+// TILE records of one workgroup. n_pow2 is at least TILE.
+@compute @workgroup_size(256)
+fn kv_sort_local(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let base = (wid.x + wid.y * groups.x) * TILE;
+    if (base >= p.n_pow2) { return; }
+    tile[lid] = records[base + lid];
+    tile[lid + 256u] = records[base + lid + 256u];
+    workgroupBarrier();
+    var k = select(p.k, 2u, p.k == 0u);
+    let last = select(p.k, TILE, p.k == 0u);
+    while (k <= last) {
+        var j = min(k / 2u, TILE / 2u);
+        while (j > 0u) {
+            let lo = 2u * j * (lid / j) + (lid % j);
+            let hi = lo + j;
+            let a = tile[lo];
+            let b = tile[hi];
+            let ascending = ((base + lo) & k) == 0u;
+            if (ascending == less(b, a)) {
+                tile[lo] = b;
+                tile[hi] = a;
+            }
+            workgroupBarrier();
+            j = j / 2u;
+        }
+        k = k * 2u;
+    }
+    records[base + lid] = tile[lid];
+    records[base + lid + 256u] = tile[lid + 256u];
 }
 
 // Per chunk c: for the key of its last record, (1, state, slot) when that key's run starts in

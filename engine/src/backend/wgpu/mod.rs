@@ -218,6 +218,11 @@ impl WgpuDevice {
         &self.inner.queue
     }
 
+    /// Whether the adapter is a CPU (lavapipe / llvmpipe, WARP, SwiftShader).
+    pub(crate) fn is_cpu_adapter(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     pub(crate) fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
     }
