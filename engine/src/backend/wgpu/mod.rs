@@ -326,7 +326,7 @@ impl WgpuDevice {
     }
 }
 
-fn device_error(what: &str, reason: &str) -> BackendError {
+pub(crate) fn device_error(what: &str, reason: &str) -> BackendError {
     BackendError::Device {
         backend: BackendKind::Wgpu,
         reason: format!("{what}: {reason}"),

@@ -28,6 +28,7 @@ mod links;
 use std::num::NonZeroU64;
 
 use super::{Readback, WgpuDevice};
+use crate::backend::wgpu::device_error as scoped_error;
 use crate::backend::{BackendKind, TableBackend};
 use crate::error::{BackendError, TableError};
 use crate::table::route::{ShardRouter, initial_slots, max_items};
@@ -161,8 +162,50 @@ pub(crate) struct Scratch {
     info: Option<wgpu::Buffer>,
     params: Option<wgpu::Buffer>,
     params2: Option<wgpu::Buffer>,
-    readback: Readback,
-    plan_readback: Readback,
+    /// MAP_READ copies of the results (with the counters) and of the counters alone.
+    staging: Option<wgpu::Buffer>,
+    plan_staging: Option<wgpu::Buffer>,
+}
+
+/// `slot` (a staging buffer) holding at least `bytes`, reallocated larger when it does not.
+fn staging<'a>(
+    gpu: &WgpuDevice,
+    slot: &'a mut Option<wgpu::Buffer>,
+    bytes: u64,
+) -> Result<&'a wgpu::Buffer, BackendError> {
+    if slot.as_ref().is_none_or(|b| b.size() < bytes) {
+        *slot = None;
+        *slot = Some(gpu.scoped("allocating a staging buffer", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("table staging"),
+                size: bytes.next_power_of_two(),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?);
+    }
+    Ok(slot.as_ref().expect("set above"))
+}
+
+/// The first `bytes` of `staging`, after the submit that filled it has completed.
+fn map_read(gpu: &WgpuDevice, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, BackendError> {
+    let slice = staging.slice(..bytes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| scoped_error("mapping table results", &e.to_string()))?;
+    rx.recv()
+        .map_err(|_| scoped_error("mapping table results", "the map callback never ran"))?
+        .map_err(|e| scoped_error("mapping table results", &e.to_string()))?;
+    let out = slice
+        .get_mapped_range()
+        .map_err(|e| scoped_error("mapping table results", &e.to_string()))?
+        .to_vec();
+    staging.unmap();
+    Ok(out)
 }
 
 /// Bytes of table state per slot: tag and key (3 words) and the value.
@@ -430,7 +473,10 @@ impl WgpuDevice {
         let n = dev.len() as u64;
         let nshards = t.shards.len() as u64;
         let w = t.w as u64;
-        let n_pow2 = n.next_power_of_two().max(TILE);
+        // kv_sort_local sorts whole tiles, the global passes need at least one pair.
+        let n_pow2 = n
+            .next_power_of_two()
+            .max(if t.local_sort { TILE } else { 2 });
         let blocks = n.div_ceil(u64::from(BLOCK));
         let value_base = 4 * n;
         let delta_base = 2 * n_pow2;
@@ -467,9 +513,11 @@ impl WgpuDevice {
             info,
             params,
             params2,
-            readback,
-            plan_readback,
+            staging: results_staging,
+            plan_staging,
         } = scratch;
+        let plan_staging = staging(self, plan_staging, nshards * 16)?;
+        let results_staging = staging(self, results_staging, result_words * 4)?;
         let batch_buf = ensure(
             self,
             batch,
@@ -640,6 +688,8 @@ impl WgpuDevice {
                     &[entry(2, batch_buf), entry(4, work), entry(5, counters)],
                     block_groups,
                 );
+                enc.encoder
+                    .copy_buffer_to_buffer(counters, 0, plan_staging, 0, nshards * 16);
             }
         })?;
 
@@ -651,7 +701,7 @@ impl WgpuDevice {
         let mut enc = if may_rebuild {
             let Encoder { encoder, .. } = enc;
             self.submit_and_wait("table batch: route, sort, walk", encoder)?;
-            let bytes = plan_readback.read(self, counters, nshards * 16)?;
+            let bytes = map_read(self, plan_staging, nshards * 16)?;
             let c: &[i32] = bytemuck::cast_slice(&bytes);
             for (s, m) in new_meta.iter_mut().enumerate() {
                 let (inserts, peak) = (c[4 * s + 1] as u64, c[4 * s + 3].max(0) as u64);
@@ -833,6 +883,8 @@ impl WgpuDevice {
                 (n + value_words) * 4,
                 nshards * 16,
             );
+            enc.encoder
+                .copy_buffer_to_buffer(results, 0, results_staging, 0, result_words * 4);
         });
         if let Err(e) = scoped {
             self.release(reserved);
@@ -843,7 +895,7 @@ impl WgpuDevice {
         // refuses every later operation anyway.
         let done = self
             .submit_and_wait("table batch: commit", encoder)
-            .and_then(|()| readback.read(self, results, result_words * 4));
+            .and_then(|()| map_read(self, results_staging, result_words * 4));
         let bytes = match done {
             Ok(b) => b,
             Err(e) => {
