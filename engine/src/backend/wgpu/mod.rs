@@ -12,9 +12,10 @@
 //!   operation reports it.
 //! - Pipelines are created once per device and cached by name (`WgpuDevice::pipeline`).
 //!
-//! What runs here today: graph similarity and spreading hops (`crate::graph::gpu`). Tables and
-//! braids are not on this backend yet: they answer an error naming the backend, and `Auto`
-//! does not pick wgpu (see [`AUTO_SKIP_REASON`]).
+//! What runs here today: graph similarity and spreading hops (`crate::graph::gpu`) and shard
+//! tables (`table`, link halves on the host for now). Braids are not on this backend yet:
+//! they answer an error naming the backend, and `Auto` does not pick wgpu (see
+//! [`AUTO_SKIP_REASON`]).
 
 mod buffers;
 mod table;

@@ -1215,11 +1215,14 @@ impl TableBackend for WgpuDevice {
         };
         let slots = read(&arena.slots, m.base * 12, m.slots * 12);
         let values = read(&arena.values, m.base * 4 * w, m.slots * 4 * w);
-        // The trait has no error path: a device that cannot export faulted already and
-        // refuses every later batch with the reason.
-        let (Ok(slots), Ok(values)) = (slots, values) else {
-            tracing::error!("exporting shard {shard} from the wgpu device failed");
-            return;
+        // The trait has no error path, and visiting fewer entries than the shard holds would
+        // write a snapshot that silently loses keys (a checkpoint then truncates the WAL), so
+        // a device that cannot read its own table back stops the process here.
+        let (slots, values) = match (slots, values) {
+            (Ok(s), Ok(v)) => (s, v),
+            (Err(e), _) | (_, Err(e)) => {
+                panic!("exporting shard {shard} from the wgpu device failed: {e}")
+            }
         };
         let slots: &[u32] = bytemuck::cast_slice(&slots);
         for (g, s) in slots.chunks_exact(3).enumerate() {

@@ -97,6 +97,25 @@ impl Pair {
     }
 }
 
+/// Entries and link halves of one shard, sorted (the export order is unspecified).
+type Export = (Vec<(u64, Vec<u8>)>, Vec<(u64, u64, u32)>);
+
+impl Pair {
+    fn export(&self, shard: usize, on_gpu: bool) -> Export {
+        let (mut entries, mut halves) = (Vec::new(), Vec::new());
+        let mut entry = |k: u64, v: &[u8]| entries.push((k, v.to_vec()));
+        let mut link = |a: u64, b: u64, s: f32| halves.push((a, b, s.to_bits()));
+        if on_gpu {
+            self.gpu.export_shard(&self.g, shard, &mut entry, &mut link);
+        } else {
+            self.cpu.export_shard(&self.c, shard, &mut entry, &mut link);
+        }
+        entries.sort_unstable();
+        halves.sort_unstable();
+        (entries, halves)
+    }
+}
+
 /// A small xorshift generator.
 struct Rng(u64);
 
@@ -182,6 +201,13 @@ fn shards_split_over_many_small_arenas() {
         all.get_related(k, 0.0, u32::MAX).unwrap();
     }
     pair.apply(&all, "final reads");
+    for shard in 0..8 {
+        assert_eq!(
+            pair.export(shard, true),
+            pair.export(shard, false),
+            "export of shard {shard}"
+        );
+    }
 }
 
 #[test]
