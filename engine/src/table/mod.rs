@@ -27,7 +27,8 @@ use crate::error::TableError;
 #[derive(Debug)]
 enum Shards {
     Cpu(CpuShards),
-    Wgpu(WgpuShards),
+    /// Boxed: the wgpu shards carry more host bookkeeping than a `Table` should inline.
+    Wgpu(Box<WgpuShards>),
 }
 
 /// One shard table on one device.
@@ -48,7 +49,7 @@ impl Table {
             Device::Cpu(d) => Shards::Cpu(d.create_shards(&config)?),
             Device::Wgpu(d) => {
                 device.supports(Workload::Tables)?;
-                Shards::Wgpu(d.create_shards(&config)?)
+                Shards::Wgpu(Box::new(d.create_shards(&config)?))
             }
         };
         Ok(Table {
@@ -160,7 +161,7 @@ impl Table {
     pub fn try_clone(&self) -> Result<Table, TableError> {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => Shards::Cpu(d.try_clone_shards(s)?),
-            (Device::Wgpu(d), Shards::Wgpu(s)) => Shards::Wgpu(d.try_clone_shards(s)?),
+            (Device::Wgpu(d), Shards::Wgpu(s)) => Shards::Wgpu(Box::new(d.try_clone_shards(s)?)),
             _ => unreachable!("shards live on the device that created them"),
         };
         Ok(Table {
@@ -177,7 +178,7 @@ impl Drop for Table {
         if let Some(shards) = self.shards.take() {
             match (&self.device, shards) {
                 (Device::Cpu(d), Shards::Cpu(s)) => d.drop_shards(s),
-                (Device::Wgpu(d), Shards::Wgpu(s)) => d.drop_shards(s),
+                (Device::Wgpu(d), Shards::Wgpu(s)) => d.drop_shards(*s),
                 _ => unreachable!("shards live on the device that created them"),
             }
         }
