@@ -255,3 +255,27 @@ fn a_refused_batch_changes_nothing() {
     }
     pair.apply(&all, "reads after the refusal");
 }
+
+#[test]
+fn every_kernel_entry_point_is_in_the_shader() {
+    for (name, entry) in KERNELS {
+        assert!(
+            SHADER.contains(&format!("fn {entry}(")),
+            "{name}: no entry point {entry} in shaders/table.wgsl"
+        );
+    }
+    // `Params` mirrors the shader's struct: 16 u32 fields.
+    assert_eq!(std::mem::size_of::<Params>(), 64);
+    for (what, value) in [
+        ("const CHUNK: u32 = ", CHUNK),
+        ("const TILE: u32 = ", TILE),
+        ("const BLOCK: u32 = ", u64::from(BLOCK)),
+        ("const WORKGROUP: u32 = ", u64::from(WORKGROUP)),
+        ("const MAX_SHARDS: u32 = ", u64::from(MAX_SHARDS)),
+    ] {
+        assert!(
+            SHADER.contains(&format!("{what}{value}u;")),
+            "shaders/table.wgsl must declare {what}{value}u"
+        );
+    }
+}
