@@ -9,9 +9,11 @@
 //!    links hold at that point, so the device tells which partners exist, with their values,
 //!    at exactly that moment of the batch.
 //! 2. One upload; on the device: route (shard per op), bitonic sort by (shard, key, position),
-//!    one invocation per key run (probe the shard, apply the run in order: results, item
-//!    deltas, the key's final state), and, when a shard could grow, the per-shard peak of
-//!    the running item count in batch order (block sums, scan, block maxima).
+//!    one invocation per run segment of a key (runs cut in chunks of 256 records, the state
+//!    carried across chunks by a scan of per-chunk effects): probe the shard, apply the ops
+//!    in order (results, item deltas, the key's final state); and, when a shard could grow,
+//!    the per-shard peak of the running item count in batch order (block sums, scan, block
+//!    maxima).
 //! 3. Only then the host reads the per-shard counters (when growth is possible at all), plans
 //!    growth exactly like the CPU backend (doubling before an insert would pass `max_load`),
 //!    checks the memory limit, and allocates new arenas. Nothing persistent has been written
@@ -22,6 +24,9 @@
 //! Shards are packed into arenas (one slots buffer and one values buffer each) no larger
 //! than the adapter's storage-binding limit; a kernel that touches the table runs once per
 //! arena.
+//!
+//! The link halves live on the host for now ([`links`]; an interim stated in docs/wgpu.md):
+//! only their evolution and a related query's candidate list are computed there.
 
 mod links;
 
@@ -427,7 +432,7 @@ impl DeviceBatch {
 }
 
 /// What the device returned for a batch: per device op a status and (when reading) value
-/// words, and per shard (ops, inserts, removes, peak).
+/// words.
 struct DeviceOut {
     status: Vec<u32>,
     values: Vec<u32>,
@@ -469,7 +474,7 @@ impl WgpuDevice {
         put_values: &[u32],
         reads: bool,
         scratch: &mut Scratch,
-    ) -> Result<(DeviceOut, Vec<[i32; 4]>), BackendError> {
+    ) -> Result<DeviceOut, BackendError> {
         let n = dev.len() as u64;
         let nshards = t.shards.len() as u64;
         let w = t.w as u64;
@@ -934,7 +939,7 @@ impl WgpuDevice {
         if let Some(a) = new_arenas_list {
             t.arenas = a;
         }
-        Ok((out, counts))
+        Ok(out)
     }
 }
 
@@ -1118,7 +1123,7 @@ impl TableBackend for WgpuDevice {
             let done = self.kv_apply(t, &dev, &put_values, reads, &mut scratch);
             self.return_scratch(scratch);
             match done {
-                Ok((out, _)) => out,
+                Ok(out) => out,
                 Err(e) => {
                     t.links.rollback();
                     results.reset(0, w, false);
