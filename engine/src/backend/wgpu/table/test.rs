@@ -279,3 +279,26 @@ fn every_kernel_entry_point_is_in_the_shader() {
         );
     }
 }
+
+#[test]
+fn table_bytes_follow_create_growth_clone_and_drop() {
+    let Some(gpu) = gpu() else { return };
+    let device = Device::Wgpu(gpu);
+    let w = 2u64;
+    let mut table =
+        crate::Table::create(&device, TableConfig::new("bytes").with_shards(4)).unwrap();
+    assert_eq!(device.table_bytes(), 4 * 16 * (12 + 4 * w));
+    let mut b = table.batch();
+    for k in 0..100u64 {
+        b.put(k, &k.to_le_bytes()).unwrap();
+    }
+    table.apply(&b).unwrap();
+    let slots = table.stats().slots;
+    assert!(slots > 64, "the shards grew: {slots} slots");
+    assert_eq!(device.table_bytes(), slots * (12 + 4 * w));
+    let copy = table.try_clone().unwrap();
+    assert_eq!(device.table_bytes(), 2 * slots * (12 + 4 * w));
+    drop(copy);
+    drop(table);
+    assert_eq!(device.table_bytes(), 0);
+}
