@@ -244,14 +244,19 @@ fn the_budget_truncates_on_wgpu_as_on_the_cpu() {
     }
 }
 
+/// Tables run on wgpu now (their conformance is tests/conformance.rs); this only checks that
+/// the graph device opens them too.
 #[test]
-fn tables_on_wgpu_are_refused_with_a_reason() {
+fn tables_open_on_the_same_wgpu_device() {
     let Some(gpu) = wgpu() else { return };
-    let err = warpgrid_engine::Table::create(&gpu, warpgrid_engine::TableConfig::new("t"))
-        .expect_err("tables are not on wgpu yet");
-    assert!(
-        err.to_string()
-            .contains("wgpu backend does not run shard tables"),
-        "{err}"
+    let mut table =
+        warpgrid_engine::Table::create(&gpu, warpgrid_engine::TableConfig::new("t")).unwrap();
+    let mut batch = table.batch();
+    batch.put(1, &[7; 8]).unwrap();
+    batch.get(1).unwrap();
+    let r = table.apply(&batch).unwrap();
+    assert_eq!(
+        r.get(1),
+        Some(warpgrid_engine::table::Outcome::Value(&[7; 8]))
     );
 }

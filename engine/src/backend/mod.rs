@@ -183,7 +183,7 @@ impl Device {
     fn open_kind(kind: BackendKind, config: &DeviceConfig) -> Result<Device, BackendError> {
         match kind {
             BackendKind::Cpu => Ok(Device::Cpu(cpu::CpuDevice::new(config)?)),
-            BackendKind::Wgpu => Ok(Device::Wgpu(wgpu::WgpuDevice::open()?)),
+            BackendKind::Wgpu => Ok(Device::Wgpu(wgpu::WgpuDevice::open(config)?)),
             other => Err(BackendError::Unavailable {
                 backend: other,
                 reason: "probe succeeded but the backend has no device implementation".into(),
@@ -191,11 +191,11 @@ impl Device {
         }
     }
 
-    /// Whether this device runs `workload`; `Err` says why not (the wgpu backend runs only
-    /// graphs in this version).
+    /// Whether this device runs `workload`; `Err` says why not (the wgpu backend runs
+    /// graphs and tables in this version).
     pub fn supports(&self, workload: Workload) -> Result<(), BackendError> {
         match (self, workload) {
-            (Device::Cpu(_), _) | (Device::Wgpu(_), Workload::Graphs) => Ok(()),
+            (Device::Cpu(_), _) | (Device::Wgpu(_), Workload::Graphs | Workload::Tables) => Ok(()),
             (Device::Wgpu(_), _) => Err(BackendError::Unsupported {
                 backend: BackendKind::Wgpu,
                 what: workload.name(),
@@ -223,7 +223,7 @@ impl Device {
     pub fn table_bytes(&self) -> u64 {
         match self {
             Device::Cpu(d) => d.allocated_bytes(),
-            Device::Wgpu(_) => 0,
+            Device::Wgpu(d) => d.allocated_bytes(),
         }
     }
 
@@ -232,7 +232,7 @@ impl Device {
     pub fn release_cached_buffers(&self) {
         match self {
             Device::Cpu(d) => d.release_scratch(),
-            Device::Wgpu(_) => {}
+            Device::Wgpu(d) => d.release_table_scratch(),
         }
     }
 

@@ -19,6 +19,7 @@ pub use stats::{ShardStats, TableStats};
 use std::collections::BTreeMap;
 
 use crate::backend::cpu::CpuShards;
+use crate::backend::wgpu::WgpuShards;
 use crate::backend::{Device, TableBackend, Workload};
 use crate::error::TableError;
 
@@ -26,6 +27,8 @@ use crate::error::TableError;
 #[derive(Debug)]
 enum Shards {
     Cpu(CpuShards),
+    /// Boxed: the wgpu shards carry more host bookkeeping than a `Table` should inline.
+    Wgpu(Box<WgpuShards>),
 }
 
 /// One shard table on one device.
@@ -44,9 +47,9 @@ impl Table {
         config.validate()?;
         let shards = match device {
             Device::Cpu(d) => Shards::Cpu(d.create_shards(&config)?),
-            other => {
-                other.supports(Workload::Tables)?;
-                unreachable!("a backend that supports tables creates its shards above")
+            Device::Wgpu(d) => {
+                device.supports(Workload::Tables)?;
+                Shards::Wgpu(Box::new(d.create_shards(&config)?))
             }
         };
         Ok(Table {
@@ -112,6 +115,9 @@ impl Table {
             self.shards.as_mut().expect("shards exist until drop"),
         ) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.apply(s, &self.config, batch, epoch, results)?,
+            (Device::Wgpu(d), Shards::Wgpu(s)) => {
+                d.apply(s, &self.config, batch, epoch, results)?;
+            }
             _ => unreachable!("shards live on the device that created them"),
         }
         self.epoch = epoch;
@@ -121,6 +127,7 @@ impl Table {
     pub fn stats(&self) -> TableStats {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.shard_stats(s),
+            (Device::Wgpu(d), Shards::Wgpu(s)) => d.shard_stats(s),
             _ => unreachable!("shards live on the device that created them"),
         };
         TableStats::from_shards(shards)
@@ -145,6 +152,7 @@ impl Table {
         );
         match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.export_shard(s, shard, &mut entry, &mut link),
+            (Device::Wgpu(d), Shards::Wgpu(s)) => d.export_shard(s, shard, &mut entry, &mut link),
             _ => unreachable!("shards live on the device that created them"),
         }
     }
@@ -153,6 +161,7 @@ impl Table {
     pub fn try_clone(&self) -> Result<Table, TableError> {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => Shards::Cpu(d.try_clone_shards(s)?),
+            (Device::Wgpu(d), Shards::Wgpu(s)) => Shards::Wgpu(Box::new(d.try_clone_shards(s)?)),
             _ => unreachable!("shards live on the device that created them"),
         };
         Ok(Table {
@@ -169,6 +178,7 @@ impl Drop for Table {
         if let Some(shards) = self.shards.take() {
             match (&self.device, shards) {
                 (Device::Cpu(d), Shards::Cpu(s)) => d.drop_shards(s),
+                (Device::Wgpu(d), Shards::Wgpu(s)) => d.drop_shards(*s),
                 _ => unreachable!("shards live on the device that created them"),
             }
         }

@@ -12,18 +12,23 @@
 //!   operation reports it.
 //! - Pipelines are created once per device and cached by name (`WgpuDevice::pipeline`).
 //!
-//! What runs here today: graph similarity and spreading hops (`crate::graph::gpu`). Tables and
-//! braids are not on this backend yet: they answer an error naming the backend, and `Auto`
-//! does not pick wgpu (see [`AUTO_SKIP_REASON`]).
+//! What runs here today: graph similarity and spreading hops (`crate::graph::gpu`) and shard
+//! tables (`table`, link halves on the host for now). Braids are not on this backend yet:
+//! they answer an error naming the backend, and `Auto` does not pick wgpu (see
+//! [`AUTO_SKIP_REASON`]).
 
 mod buffers;
+mod table;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(crate) use buffers::{Readback, storage_buffer, uniform_buffer, zeroed_storage_buffer};
 
-use super::{BackendKind, Unavailable};
+pub use table::WgpuShards;
+
+use super::{BackendKind, DeviceConfig, Unavailable};
 use crate::error::BackendError;
 
 /// Why `Auto` passes over an available wgpu adapter in this version.
@@ -45,6 +50,12 @@ struct Inner {
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     /// The first error the device reported outside a scope, or its loss.
     fault: Arc<Mutex<Option<String>>>,
+    /// `DeviceConfig::memory_limit`: most bytes of table state the device may hold.
+    memory_limit: Option<u64>,
+    /// Bytes of table state (slots and values of every shard) held now.
+    allocated: AtomicU64,
+    /// Batch buffers of tables, kept between batches (one set per concurrent batch).
+    table_scratch: Mutex<Vec<table::Scratch>>,
 }
 
 impl std::fmt::Debug for WgpuDevice {
@@ -107,7 +118,7 @@ pub(super) fn probe() -> Result<String, Unavailable> {
 }
 
 impl WgpuDevice {
-    pub(crate) fn open() -> Result<WgpuDevice, BackendError> {
+    pub(crate) fn open(config: &DeviceConfig) -> Result<WgpuDevice, BackendError> {
         let unavailable = |reason: String| BackendError::Unavailable {
             backend: BackendKind::Wgpu,
             reason,
@@ -141,18 +152,63 @@ impl WgpuDevice {
                 limits,
                 pipelines: Mutex::new(HashMap::new()),
                 fault,
+                memory_limit: config.memory_limit,
+                allocated: AtomicU64::new(0),
+                table_scratch: Mutex::new(Vec::new()),
             }),
         })
     }
 
     pub(crate) fn describe_device(&self) -> String {
         let l = &self.inner.limits;
+        let limit = match self.inner.memory_limit {
+            Some(b) => format!(", memory limit {b} bytes"),
+            None => String::new(),
+        };
         format!(
-            "{}; storage binding <= {} MiB, buffer <= {} MiB",
+            "{}; storage binding <= {} MiB, buffer <= {} MiB{limit}",
             describe_adapter(&self.inner.info),
             l.max_storage_buffer_binding_size >> 20,
             l.max_buffer_size >> 20
         )
+    }
+
+    /// Bytes of table state currently held on the device.
+    pub(crate) fn allocated_bytes(&self) -> u64 {
+        self.inner.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Accounts `bytes` more table state against the memory limit, or fails with nothing
+    /// accounted.
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<(), BackendError> {
+        let Some(limit) = self.inner.memory_limit else {
+            self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
+            return Ok(());
+        };
+        self.inner
+            .allocated
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|&t| t <= limit)
+            })
+            .map(drop)
+            .map_err(|held| BackendError::OutOfMemory {
+                backend: BackendKind::Wgpu,
+                needed: bytes,
+                available: limit.saturating_sub(held),
+            })
+    }
+
+    /// The pool of table batch buffers.
+    fn table_scratch(&self) -> std::sync::MutexGuard<'_, Vec<table::Scratch>> {
+        self.inner
+            .table_scratch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns `bytes` of table state to the account.
+    pub(crate) fn release(&self, bytes: u64) {
+        self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn device(&self) -> &wgpu::Device {
@@ -161,6 +217,11 @@ impl WgpuDevice {
 
     pub(crate) fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
+    }
+
+    /// Whether the adapter is a CPU (lavapipe / llvmpipe, WARP, SwiftShader).
+    pub(crate) fn is_cpu_adapter(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
     }
 
     pub(crate) fn limits(&self) -> &wgpu::Limits {
@@ -266,7 +327,7 @@ impl WgpuDevice {
     }
 }
 
-fn device_error(what: &str, reason: &str) -> BackendError {
+pub(crate) fn device_error(what: &str, reason: &str) -> BackendError {
     BackendError::Device {
         backend: BackendKind::Wgpu,
         reason: format!("{what}: {reason}"),
