@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use warpgrid_engine::graph::{
-    Decay, Evaluation, Graph, GraphConfig, LatencyPredictor, ManualClock, RecallMode, RecallParams,
-    RecallResult, Seed, SpreadParams, SpreadResult, generate,
+    Decay, Evaluation, Graph, GraphBuilder, GraphConfig, LatencyPredictor, ManualClock, NodeKind,
+    RecallMode, RecallParams, RecallResult, Seed, SpreadParams, SpreadResult, generate,
 };
 use warpgrid_engine::{BackendKind, Device, DeviceConfig};
 
@@ -258,5 +258,38 @@ fn tables_open_on_the_same_wgpu_device() {
     assert_eq!(
         r.get(1),
         Some(warpgrid_engine::table::Outcome::Value(&[7; 8]))
+    );
+}
+
+#[test]
+fn a_hub_past_a_software_adapters_loop_limit_is_refused_not_wrong() {
+    let Some(gpu) = wgpu() else { return };
+    let Device::Wgpu(_) = &gpu else {
+        unreachable!()
+    };
+    if !gpu.describe().contains("Cpu") {
+        eprintln!("skipped: the adapter is a GPU (no loop limit)");
+        return;
+    }
+    let mut b = GraphBuilder::new(GraphConfig {
+        hierarchical: false,
+        ..GraphConfig::default()
+    });
+    let hub = b.add_node(NodeKind::Concept, None);
+    for _ in 0..65_001 {
+        let v = b.add_node(NodeKind::Concept, None);
+        b.add_edge(v, hub, 0.5);
+    }
+    let graph = b.build().unwrap();
+    let err = graph
+        .spread(&gpu, &[Seed::full(1)], &SpreadParams::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("65,535"), "{err}");
+    // The CPU backend runs it.
+    let cpu = Device::cpu().unwrap();
+    assert!(
+        graph
+            .spread(&cpu, &[Seed::full(1)], &SpreadParams::default())
+            .is_ok()
     );
 }

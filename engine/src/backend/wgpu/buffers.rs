@@ -96,7 +96,6 @@ pub(crate) struct Readback {
 
 impl Readback {
     /// Copies the first `bytes` of `src` to the host (one submit, one wait).
-    #[allow(dead_code)] // TODO(merge): used by the table and braid device code
     pub(crate) fn read(
         &mut self,
         gpu: &WgpuDevice,

@@ -39,6 +39,9 @@ pub(crate) use similarity::{MAX_DEVICE_K, similarities, top_candidates};
 
 const SHADER: &str = include_str!("../../../../shaders/graph.wgsl");
 const WORKGROUP: u32 = 64;
+/// Most in- or out-edges of one node on a CPU adapter: llvmpipe stops every loop of a shader
+/// invocation after 65,535 iterations in total, and a hop loops over one node's edges.
+const CPU_ADAPTER_MAX_DEGREE: u32 = 65_000;
 /// The graph's state on one wgpu device.
 pub(crate) struct Resident {
     gpu: WgpuDevice,
@@ -74,6 +77,19 @@ impl Resident {
     /// Uploads `graph`, its embedding rows in chunks of at most `chunk_bytes` (the
     /// adapter's binding limit; tests pass less).
     fn upload(graph: &Graph, gpu: &WgpuDevice, chunk_bytes: u64) -> Result<Resident, GraphError> {
+        if gpu.is_cpu_adapter() {
+            let most = |offsets: &[u32]| offsets.windows(2).map(|w| w[1] - w[0]).max();
+            let degree = most(&graph.inc.offsets).max(most(&graph.out.offsets));
+            if degree.is_some_and(|d| d > CPU_ADAPTER_MAX_DEGREE) {
+                return Err(GraphError::Device(format!(
+                    "a node has {} edges; a software Vulkan adapter (lavapipe) ends any shader \
+                     loop after 65,535 iterations, so graphs with a node of more than {} in- or \
+                     out-edges run on a GPU or on --backend cpu",
+                    degree.unwrap_or(0),
+                    CPU_ADAPTER_MAX_DEGREE
+                )));
+            }
+        }
         let d = graph.dim();
         let row_words = d.div_ceil(2);
         let limit = chunk_bytes;
