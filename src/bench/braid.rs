@@ -41,7 +41,7 @@ use warpgrid_engine::braid::reference::{ReferenceBraid, ReferenceBraidStats};
 use warpgrid_engine::braid::{Braid, BraidConfig, BraidStats, EdgesBuilder, InjectBuilder};
 use warpgrid_engine::braid::{ProcessesBuilder, TorusConfig};
 
-use crate::{BackendKind, Device};
+use crate::Device;
 
 /// SPEC §7: warpgrid's braid at least this many times the reference's events/s...
 pub const BAR_RATIO: f64 = 5.0;
@@ -465,7 +465,7 @@ fn run_kernel(
     let (s2, c2) = t.stop();
     let (p1, d1, pending) = counters(&braid);
     let result = result(
-        "warpgrid",
+        super::warpgrid_label(device),
         tori,
         device.threads(),
         w,
@@ -649,12 +649,6 @@ pub fn run(
     cfg: &BraidBenchConfig,
     mut progress: impl FnMut(&str),
 ) -> Result<BraidBenchReport, String> {
-    if device.kind() != BackendKind::Cpu {
-        return Err(format!(
-            "bench braid: braids run on the cpu backend only in this version (the {} backend has no braid kernels yet)",
-            device.kind()
-        ));
-    }
     if cfg.reference_measure == 0 || cfg.measure < cfg.reference_measure {
         return Err(format!(
             "bench braid: reference_measure must be in 1..=measure ({}), got {}",
@@ -708,7 +702,7 @@ pub fn render(r: &BraidBenchReport) -> String {
         let _ = writeln!(s, "workload {}: {}", w.workload.name(), w.description);
         let _ = writeln!(
             s,
-            "{:<15} {:>4} {:>7} {:>9} {:>11} {:>10} {:>8} {:>11} {:>8} {:>5}",
+            "{:<16} {:>4} {:>7} {:>9} {:>11} {:>10} {:>8} {:>11} {:>8} {:>5}",
             "system",
             "tori",
             "threads",
@@ -723,7 +717,7 @@ pub fn render(r: &BraidBenchReport) -> String {
         for x in &w.systems {
             let _ = writeln!(
                 s,
-                "{:<15} {:>4} {:>7} {:>9} {:>11} {:>10} {:>8.3} {:>11.2} {:>8.2} {:>5.2}",
+                "{:<16} {:>4} {:>7} {:>9} {:>11} {:>10} {:>8.3} {:>11.2} {:>8.2} {:>5.2}",
                 x.system,
                 x.tori,
                 x.threads,

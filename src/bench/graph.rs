@@ -767,11 +767,7 @@ pub fn run(
     let nq = cfg.queries;
     let threads = device.threads();
     // The first spread row runs on the bench's device; on a GPU its name says which.
-    let warpgrid_label = match device.kind() {
-        BackendKind::Wgpu => "warpgrid/wgpu",
-        BackendKind::Cuda => "warpgrid/cuda",
-        _ => SPREAD_SYSTEMS[0],
-    };
+    let warpgrid_label = super::warpgrid_label(device);
     let params = unbudgeted();
     let budgeted = RecallParams::default();
     let similarity = RecallParams {

@@ -200,7 +200,7 @@ pub fn run(
     }
     let n = cfg.keys;
     let systems: Vec<SystemResult> = [
-        ("warpgrid", threads),
+        (super::warpgrid_label(device), threads),
         ("hashbrown", 1),
         ("dashmap", threads),
     ]
@@ -257,13 +257,13 @@ pub fn render(r: &KvReport) -> String {
     let _ = writeln!(s, "device: {}", r.device);
     let _ = writeln!(
         s,
-        "{:<10} {:>7} {:>12} {:>12} {:>12}",
+        "{:<14} {:>7} {:>12} {:>12} {:>12}",
         "system", "threads", "put Mops/s", "get Mops/s", "all Mops/s"
     );
     for x in &r.systems {
         let _ = writeln!(
             s,
-            "{:<10} {:>7} {:>12.2} {:>12.2} {:>12.2}",
+            "{:<14} {:>7} {:>12.2} {:>12.2} {:>12.2}",
             x.system, x.threads, x.put_mops, x.get_mops, x.total_mops
         );
     }

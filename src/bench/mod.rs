@@ -20,3 +20,13 @@ pub fn median(xs: &[f64]) -> f64 {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
+
+/// warpgrid's row name in a bench table: `warpgrid` on the CPU backend, `warpgrid/wgpu` or
+/// `warpgrid/cuda` on a GPU one, so a report says where its figures were made.
+pub fn warpgrid_label(device: &crate::Device) -> &'static str {
+    match device.kind() {
+        crate::BackendKind::Wgpu => "warpgrid/wgpu",
+        crate::BackendKind::Cuda => "warpgrid/cuda",
+        _ => "warpgrid",
+    }
+}

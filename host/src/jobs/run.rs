@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 use warpgrid_engine::braid::{Braid, BraidStats};
 use warpgrid_engine::rng::SplitMix64;
-use warpgrid_engine::{BackendKind, Batch, Device, Outcome, Table, TableConfig};
+use warpgrid_engine::{Batch, Device, Outcome, Table, TableConfig};
 
 use super::{Job, JobError, Step};
 use crate::OpsReader;
@@ -479,13 +479,6 @@ fn run_step(
             ))
         }
         Step::BraidRun { config, instants } => {
-            let kind = ctx.device.kind();
-            if kind != BackendKind::Cpu {
-                return Err(format!(
-                    "braids run on the cpu backend only in this version (the {kind} backend has \
-                     no braid kernels yet); run the job with --backend cpu"
-                ));
-            }
             let path = ctx.base.join(config);
             let shown = path.display().to_string();
             let mut bc = load_braid_config(&path).map_err(|e| e.to_string())?;
