@@ -275,13 +275,15 @@ pub trait TableBackend {
 
     /// Visits every entry of shard `shard` (`key`, value bytes), then every link half the
     /// shard stores (`owner`, `partner`, `strength`), in an unspecified order. For snapshots.
+    /// On `Err` (a device that cannot read its state back) the visit is incomplete and must
+    /// not be used.
     fn export_shard(
         &self,
         shards: &Self::Shards,
         shard: usize,
         entry: &mut dyn FnMut(u64, &[u8]),
         link: &mut dyn FnMut(u64, u64, f32),
-    );
+    ) -> Result<(), TableError>;
 
     /// A deep copy of the shards (may fail for lack of memory, hence no `Clone`).
     fn try_clone_shards(&self, shards: &Self::Shards) -> Result<Self::Shards, TableError>;

@@ -135,7 +135,8 @@ impl Table {
 
     /// Visits every entry of shard `shard` (`key`, value bytes), then every link half it
     /// stores (`owner`, `partner`, `strength`; each link has one half in each key's shard).
-    /// The order is unspecified. This is what a snapshot records.
+    /// The order is unspecified. This is what a snapshot records. On `Err` (a device that
+    /// cannot read its state back) the visit is incomplete and must not be used.
     ///
     /// # Panics
     /// If `shard` is not below the table's shard count.
@@ -144,7 +145,7 @@ impl Table {
         shard: usize,
         mut entry: impl FnMut(u64, &[u8]),
         mut link: impl FnMut(u64, u64, f32),
-    ) {
+    ) -> Result<(), TableError> {
         assert!(
             shard < self.config.shards as usize,
             "shard {shard} of {}",
@@ -272,7 +273,8 @@ mod test {
             0,
             |k, v| entries.push((k, v[0])),
             |a, b, s| halves.push((a, b, s)),
-        );
+        )
+        .unwrap();
         entries.sort_unstable();
         halves.sort_by_key(|h| h.0);
         assert_eq!(entries, [(5, 5), (6, 6)]);

@@ -427,7 +427,7 @@ impl DurableTable {
                     image.values.extend_from_slice(v);
                 },
                 |a, b, st| image.halves.push((a, b, st)),
-            );
+            )?;
             snapshot::write(&snap_path(dir, s), vb, &image)
         });
         written.into_iter().collect::<Result<Vec<()>, _>>()?;

@@ -239,8 +239,9 @@ impl TableBackend for CpuDevice {
         shard: usize,
         entry: &mut dyn FnMut(u64, &[u8]),
         link: &mut dyn FnMut(u64, u64, f32),
-    ) {
+    ) -> Result<(), TableError> {
         shards.shards[shard].export(entry, link);
+        Ok(())
     }
 
     fn try_clone_shards(&self, shards: &CpuShards) -> Result<CpuShards, TableError> {

@@ -1205,7 +1205,7 @@ impl TableBackend for WgpuDevice {
         shard: usize,
         entry: &mut dyn FnMut(u64, &[u8]),
         link: &mut dyn FnMut(u64, u64, f32),
-    ) {
+    ) -> Result<(), TableError> {
         let m = t.shards[shard];
         let arena = &t.arenas[m.arena as usize];
         let w = t.w as u64;
@@ -1218,17 +1218,9 @@ impl TableBackend for WgpuDevice {
             self.submit_and_wait("exporting a shard", encoder)?;
             Readback::default().read(self, &tmp, bytes)
         };
-        let slots = read(&arena.slots, m.base * 12, m.slots * 12);
-        let values = read(&arena.values, m.base * 4 * w, m.slots * 4 * w);
-        // The trait has no error path, and visiting fewer entries than the shard holds would
-        // write a snapshot that silently loses keys (a checkpoint then truncates the WAL), so
-        // a device that cannot read its own table back stops the process here.
-        let (slots, values) = match (slots, values) {
-            (Ok(s), Ok(v)) => (s, v),
-            (Err(e), _) | (_, Err(e)) => {
-                panic!("exporting shard {shard} from the wgpu device failed: {e}")
-            }
-        };
+        // Both reads finish before anything is visited, so a failure visits nothing.
+        let slots = read(&arena.slots, m.base * 12, m.slots * 12)?;
+        let values = read(&arena.values, m.base * 4 * w, m.slots * 4 * w)?;
         let slots: &[u32] = bytemuck::cast_slice(&slots);
         for (g, s) in slots.chunks_exact(3).enumerate() {
             if s[0] == 2 {
@@ -1238,6 +1230,7 @@ impl TableBackend for WgpuDevice {
             }
         }
         t.links.export(shard, link);
+        Ok(())
     }
 
     fn try_clone_shards(&self, t: &WgpuShards) -> Result<WgpuShards, TableError> {

@@ -106,9 +106,13 @@ impl Pair {
         let mut entry = |k: u64, v: &[u8]| entries.push((k, v.to_vec()));
         let mut link = |a: u64, b: u64, s: f32| halves.push((a, b, s.to_bits()));
         if on_gpu {
-            self.gpu.export_shard(&self.g, shard, &mut entry, &mut link);
+            self.gpu
+                .export_shard(&self.g, shard, &mut entry, &mut link)
+                .unwrap();
         } else {
-            self.cpu.export_shard(&self.c, shard, &mut entry, &mut link);
+            self.cpu
+                .export_shard(&self.c, shard, &mut entry, &mut link)
+                .unwrap();
         }
         entries.sort_unstable();
         halves.sort_unstable();
