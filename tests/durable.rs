@@ -17,11 +17,33 @@ fn config() -> TableConfig {
 }
 
 fn open(dir: &std::path::Path, create: bool) -> DurableTable {
+    open_on(dir, create, &Device::cpu().unwrap())
+}
+
+fn open_on(dir: &std::path::Path, create: bool, device: &Device) -> DurableTable {
     let options = DurableOptions {
         create,
         ..DurableOptions::default()
     };
-    DurableTable::open(dir, &Device::cpu().unwrap(), config(), &options).unwrap()
+    DurableTable::open(dir, device, config(), &options).unwrap()
+}
+
+/// The wgpu device, or `None` (skip, with the reason) unless `WARPGRID_REQUIRE_WGPU=1`.
+fn wgpu() -> Option<Device> {
+    let config = DeviceConfig {
+        backend: warpgrid::BackendKind::Wgpu,
+        ..DeviceConfig::default()
+    };
+    match Device::open(&config) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("WARPGRID_REQUIRE_WGPU").as_deref() == Ok("1") => {
+            panic!("WARPGRID_REQUIRE_WGPU=1 but wgpu cannot run: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no wgpu backend here ({e})");
+            None
+        }
+    }
 }
 
 fn random_ops(rng: &mut Rng, n: usize) -> Vec<Op> {
@@ -63,18 +85,38 @@ fn assert_same(table: &mut DurableTable, model: &Model, ctx: &str) {
 
 #[test]
 fn reopening_gives_back_every_batch_with_links_across_checkpoints() {
+    let cpu = Device::cpu().unwrap();
+    reopen_rounds(&|_| cpu.clone());
+}
+
+/// The same on the wgpu backend, alternating with the CPU one: snapshots written from the
+/// device are read back on the host and the other way round.
+#[test]
+fn reopening_across_the_wgpu_and_cpu_backends_gives_back_every_batch() {
+    let Some(gpu) = wgpu() else { return };
+    let cpu = Device::cpu().unwrap();
+    reopen_rounds(&|round| {
+        if round % 2 == 0 {
+            gpu.clone()
+        } else {
+            cpu.clone()
+        }
+    });
+}
+
+fn reopen_rounds(device_of_round: &dyn Fn(usize) -> Device) {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(5);
     let mut model = Model::new(SHARDS, VB, 0.8, 16);
     for round in 0..6 {
-        let mut t = open(dir.path(), round == 0);
+        let mut t = open_on(dir.path(), round == 0, &device_of_round(round));
         assert_same(&mut t, &model, &format!("round {round} after reopen"));
         for b in 0..20 {
             let n = 1 + rng.index(300);
             let ops = random_ops(&mut rng, n);
             t.apply(&batch_of(VB, &ops)).unwrap();
             model.apply_all(&ops);
-            if round == 2 && b == 10 {
+            if (round == 2 || round == 4) && b == 10 {
                 t.checkpoint().unwrap();
                 assert_eq!(t.wal_bytes(), 0, "a checkpoint empties the log");
             }
