@@ -191,11 +191,11 @@ impl Device {
         }
     }
 
-    /// Whether this device runs `workload`; `Err` says why not (the wgpu backend runs only
-    /// graphs in this version).
+    /// Whether this device runs `workload`; `Err` says why not (the wgpu backend runs graphs
+    /// and braids in this version, not tables).
     pub fn supports(&self, workload: Workload) -> Result<(), BackendError> {
         match (self, workload) {
-            (Device::Cpu(_), _) | (Device::Wgpu(_), Workload::Graphs) => Ok(()),
+            (Device::Cpu(_), _) | (Device::Wgpu(_), Workload::Graphs | Workload::Braids) => Ok(()),
             (Device::Wgpu(_), _) => Err(BackendError::Unsupported {
                 backend: BackendKind::Wgpu,
                 what: workload.name(),

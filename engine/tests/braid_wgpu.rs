@@ -1,0 +1,194 @@
+//! Braids on the wgpu backend against the CPU backend (SPEC §0: integer work is
+//! bit-identical): random braid configs (every builder, 1 to 4 tori, small `max_pending` so
+//! the drop rule cuts, corrective events, injections at later instants than the calendar
+//! covers) run in several `run_until` pieces on both, and after every piece the digest of
+//! every torus, every statistics counter, the interval history and the convergence agree.
+//! Skips with a printed reason when no wgpu adapter exists, unless `WARPGRID_REQUIRE_WGPU=1`
+//! (CI, on lavapipe) makes that a failure.
+
+use warpgrid_engine::braid::{Braid, BraidConfig, BraidStats, InjectBuilder, TorusConfig};
+use warpgrid_engine::rng::SplitMix64;
+use warpgrid_engine::{BackendKind, Device, DeviceConfig};
+
+#[path = "braid/generate.rs"]
+mod generate;
+use generate::{pick, random_braid};
+
+fn wgpu() -> Option<Device> {
+    let config = DeviceConfig {
+        backend: BackendKind::Wgpu,
+        ..DeviceConfig::default()
+    };
+    match Device::open(&config) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("WARPGRID_REQUIRE_WGPU").as_deref() == Ok("1") => {
+            panic!("WARPGRID_REQUIRE_WGPU=1 but wgpu cannot run: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no wgpu backend here ({e})");
+            None
+        }
+    }
+}
+
+/// Statistics without the timings (which differ run to run and backend to backend).
+fn counters(braid: &Braid) -> BraidStats {
+    let mut s = braid.stats();
+    s.latency = Default::default();
+    s
+}
+
+/// Runs `config` on the CPU and on `gpu` to each of `pieces` in turn, comparing after each.
+/// Returns the final statistics.
+fn compare(config: &BraidConfig, gpu: &Device, pieces: &[u32]) -> BraidStats {
+    let mut cpu = Braid::new(config).unwrap();
+    let mut dev = Braid::new_on(gpu, config).unwrap();
+    assert_eq!(cpu.digests(), dev.digests(), "initial digests, {config:?}");
+    for &t in pieces {
+        cpu.run_until(t).unwrap();
+        dev.run_until_on(gpu, t).unwrap();
+        for (i, (a, b)) in cpu.tori().iter().zip(dev.tori()).enumerate() {
+            let diff = |what: &str, x: &dyn std::fmt::Debug, y: &dyn std::fmt::Debug| {
+                panic!("torus {i} {what} at {t}: cpu {x:?}\n wgpu {y:?}\n{config:?}")
+            };
+            let (pa, pb) = (a.pending_events(), b.pending_events());
+            if pa != pb {
+                let only_a: Vec<_> = pa.iter().filter(|e| !pb.contains(e)).collect();
+                let only_b: Vec<_> = pb.iter().filter(|e| !pa.contains(e)).collect();
+                diff("pending", &only_a, &only_b);
+            }
+            for c in 0..a.cells() {
+                if a.process(c) != b.process(c) {
+                    diff(&format!("process {c}"), &a.process(c), &b.process(c));
+                }
+                if a.out_edges(c) != b.out_edges(c) {
+                    diff(&format!("edges of {c}"), &a.out_edges(c), &b.out_edges(c));
+                }
+            }
+        }
+        let (c, d) = (counters(&cpu), counters(&dev));
+        assert_eq!(c, d, "at {t}: {config:?}");
+    }
+    counters(&dev)
+}
+
+#[test]
+fn random_braids_agree_with_the_cpu() {
+    let Some(gpu) = wgpu() else { return };
+    let mut rng = SplitMix64::new(77);
+    let (mut exchanges, mut dropped, mut corrective, mut boundary) = (0, 0, 0, 0);
+    let mut tori = std::collections::BTreeSet::new();
+    for _ in 0..14 {
+        let mut config = random_braid(&mut rng);
+        config.instants = config.instants.min(160);
+        let mut pieces = Vec::new();
+        let mut t = 0;
+        while t < config.instants {
+            t = (t + pick(&mut rng, 1, 70) as u32).min(config.instants);
+            pieces.push(t);
+        }
+        let s = compare(&config, &gpu, &pieces);
+        exchanges += s.exchanges;
+        dropped += s.events_dropped();
+        corrective += s.corrective_events;
+        boundary += s.boundary_violations;
+        tori.insert(config.tori);
+    }
+    // The generator must exercise exchanges, the drop rule and corrective events, with one
+    // torus and with several.
+    assert!(
+        exchanges > 20 && dropped > 100 && corrective > 20 && boundary > 20,
+        "{exchanges} {dropped} {corrective} {boundary}"
+    );
+    assert!(tori.contains(&1) && tori.len() > 1, "{tori:?}");
+}
+
+#[test]
+fn dense_instants_with_drops_agree_with_the_cpu() {
+    let Some(gpu) = wgpu() else { return };
+    // Neighbour edges (3 out-edges a cell), a population well over max_pending: every
+    // instant emits more than fits and the drop rule keeps the smallest.
+    for (dims, max_pending, count, tori) in [
+        ([8, 8, 8], 700, 600, 2),
+        ([12, 6, 5], 2000, 2000, 3),
+        ([4, 4, 4], 50, 50, 1),
+    ] {
+        let config = BraidConfig::new(
+            TorusConfig::new(dims)
+                .with_max_pending(max_pending)
+                .with_inject(InjectBuilder::Random {
+                    count,
+                    seed: 9,
+                    at: 0,
+                }),
+        )
+        .with_tori(tori)
+        .with_adaptive_interval(10, 5, 40);
+        let s = compare(&config, &gpu, &[3, 17, 40, 41, 90]);
+        assert!(s.events_dropped() > 1000, "{dims:?}: {s:?}");
+        assert!(s.events_processed() > 2000, "{dims:?}");
+    }
+}
+
+#[test]
+fn far_injections_and_idle_stretches_agree_with_the_cpu() {
+    let Some(gpu) = wgpu() else { return };
+    // Listed injections far beyond max_delay (they wait on the host), fixed interval with
+    // exchanges over idle stretches, run in many small pieces and some long ones.
+    let events = (0..40)
+        .map(|i| {
+            [
+                i,
+                2 * i,
+                3 * i,
+                i + 1,
+                0,
+                0,
+                (i * 37) % 200 - 100,
+                (i * 13) % 300,
+            ]
+        })
+        .collect();
+    let config = BraidConfig::new(
+        TorusConfig::new([5, 4, 3])
+            .with_max_delay(3)
+            .with_max_pending(2000)
+            .with_inject(InjectBuilder::List { events }),
+    )
+    .with_tori(3)
+    .with_fixed_interval(7);
+    let pieces: Vec<u32> = (1..30).chain([60, 61, 200, 333, 340]).collect();
+    let s = compare(&config, &gpu, &pieces);
+    assert!(s.exchanges >= 40 && s.events_processed() > 40, "{s:?}");
+}
+
+#[test]
+fn a_run_alternating_backends_agrees() {
+    let Some(gpu) = wgpu() else { return };
+    let cpu_device = Device::cpu().unwrap();
+    let mut rng = SplitMix64::new(5);
+    let config = random_braid(&mut rng).with_tori(3);
+    let mut reference = Braid::new(&config).unwrap();
+    let mut mixed = Braid::new(&config).unwrap();
+    for (k, t) in [10, 25, 40, 70, 71, 120].into_iter().enumerate() {
+        reference.run_until(t).unwrap();
+        let device = if k % 2 == 0 { &gpu } else { &cpu_device };
+        mixed.run_until_on(device, t).unwrap();
+        assert_eq!(counters(&reference), counters(&mixed), "at {t}");
+    }
+}
+
+#[test]
+fn a_braid_too_large_for_the_adapter_is_refused_by_name() {
+    let Some(gpu) = wgpu() else { return };
+    // 2^24 pending events a torus: hundreds of MiB per buffer on 8 tori.
+    let config =
+        BraidConfig::new(TorusConfig::new([4, 4, 4]).with_max_pending(1 << 24)).with_tori(8);
+    match Braid::new_on(&gpu, &config) {
+        Ok(mut braid) => braid.run_until_on(&gpu, 5).unwrap(),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("max_storage_buffer_binding_size"), "{msg}");
+        }
+    }
+}

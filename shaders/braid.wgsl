@@ -1,0 +1,667 @@
+// Braided tori (SPEC §3) on the device: every torus of a braid processes its instant t in
+// one dispatch per step. CPU siblings: engine/src/braid/torus/instant.rs (`process_instant`,
+// `merge`, `select_smallest`), torus/calendar.rs (`push`, `earliest`), projection.rs
+// (`fill`). The host side is engine/src/braid/gpu.rs, which documents the buffers.
+//
+// One instant, in dispatch order (the host encodes many instants per submit; once the
+// clock reaches `end` every step does nothing):
+//   braid_begin_instant   the events of slot t: n_t per torus, indirect dispatch size
+//   braid_count_dst       events per destination cell
+//   braid_scan_cells      exclusive prefix sum over cells (one workgroup per torus)
+//   braid_scatter_dst     events grouped by destination (into `em`, free until emission)
+//   braid_order_runs      each run ordered by (src, payload) into `sorted`
+//   braid_process_instant one invocation per (torus, dst) run: apply SPEC §3.1's update
+//                         in order, adapt the out-edge delays in order, emit into `em`
+//                         (one contiguous block per run)
+//   braid_plan_merge      counters, the capacity budget, indirect size over `em`
+//   braid_count_delays    emitted events per delay (instant)
+//   braid_cut (x3) with braid_count_keys (x2) between: when over capacity, the cut key
+//                         (delay, dst, src) below which emitted events are kept
+//   braid_alloc           frees slot t's pages, gives pages to the slots that grow
+//   braid_merge           kept events appended into their slots (order inside a slot is
+//                         top: an instant is grouped and sorted when processed)
+//   braid_advance         next clock: earliest pending instant of any torus, capped at end
+// Injections (initial, far-future, corrective) use braid_plan_inject, braid_count_delays,
+// braid_alloc and braid_merge. Exchanges use braid_project.
+//
+// Only 32-bit integers; wrapping arithmetic is what SPEC §3.1 asks for. Lavapipe (CI) ends
+// every loop of an invocation once the invocation has made 65535 loop iterations in all, so
+// no invocation loops over more than a run, a block or the cells of one torus.
+
+const WG: u32 = 64u;
+const NONE: u32 = 0xFFFFFFFFu;
+const SIGN: u32 = 0x80000000u;
+
+// ctl: GLOBALS words, then per torus `ctl_stride` words: HEAD fields, slot counts (slots
+// words), histogram per delay (slots words).
+const G_CLOCK: u32 = 0u;
+const G_DONE: u32 = 1u;
+const GLOBALS: u32 = 16u;
+const C_PROC_LO: u32 = 0u;
+const C_PROC_HI: u32 = 1u;
+const C_DROP_LO: u32 = 2u;
+const C_DROP_HI: u32 = 3u;
+const C_PENDING: u32 = 4u;
+const C_NT: u32 = 5u;
+const C_EM: u32 = 6u;
+const C_NEED: u32 = 7u;
+const C_LEVEL: u32 = 8u;
+const C_CUT_D: u32 = 9u;
+const C_CUT_DST: u32 = 10u;
+const C_CUT_SRC: u32 = 11u;
+const C_KEEP_D: u32 = 12u;
+const C_FREE: u32 = 13u;
+const C_INSTANTS: u32 = 14u;
+const C_INJ_COUNT: u32 = 15u;
+const C_INJ_DROPPED: u32 = 16u;
+const C_SELECT: u32 = 17u;
+// Events still waiting on the host (beyond the ring): they count in pending.
+const C_FAR: u32 = 18u;
+const HEAD: u32 = 32u;
+// Selection level 3: nothing left to cut.
+const LEVEL_DONE: u32 = 3u;
+
+// cells: per (torus, cell) CELL words.
+const CELL: u32 = 6u;
+const K_COUNT: u32 = 0u;
+const K_START: u32 = 1u;
+const K_CURSOR: u32 = 2u;
+const K_BIN: u32 = 3u;
+const K_EM_BASE: u32 = 4u;
+const K_EM_LEN: u32 = 5u;
+
+struct Params {
+    tori: u32,
+    cells: u32,
+    // max_delay + 1: slot of instant t is t % slots.
+    slots: u32,
+    max_delay: u32,
+    max_pending: u32,
+    // Events per page: 1 << page_shift.
+    page_shift: u32,
+    pages_per_slot: u32,
+    // Pages per torus.
+    pages: u32,
+    // Emitted-event capacity per torus.
+    em_cap: u32,
+    dx: u32,
+    dy: u32,
+    dz: u32,
+    ctl_stride: u32,
+    // The run stops before this instant.
+    end: u32,
+    // Words per torus in `pages`: slots * pages_per_slot table, then the top stack.
+    pages_stride: u32,
+    // Words per torus in `proj`: acc sum, face at x = 0, face at x = X-1.
+    proj_stride: u32,
+}
+
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read_write> ctl: array<atomic<u32>>;
+@group(0) @binding(2) var<storage, read_write> cells: array<atomic<u32>>;
+// Per (torus, cell): state, acc (i32 bits), received, has_process.
+@group(0) @binding(3) var<storage, read_write> procs: array<u32>;
+// Per torus cells + 1 offsets into `edges` (absolute).
+@group(0) @binding(4) var<storage, read> edge_start: array<u32>;
+// Per edge: to, delay.
+@group(0) @binding(5) var<storage, read_write> edges: array<u32>;
+// Per torus max_pending events (dst, src, payload) of the instant, grouped by dst.
+@group(0) @binding(6) var<storage, read_write> sorted: array<u32>;
+// Per torus em_cap emitted (or injected) events: delay, to, src, payload.
+@group(0) @binding(7) var<storage, read_write> em: array<u32>;
+// Per torus `pages` pages of events (dst, src, payload).
+@group(0) @binding(8) var<storage, read_write> pool: array<u32>;
+@group(0) @binding(9) var<storage, read_write> pages: array<u32>;
+// Indirect dispatch sizes: over the instant's events at 0, over `em` at 3.
+@group(0) @binding(10) var<storage, read_write> dispatch: array<u32>;
+@group(0) @binding(11) var<storage, read_write> proj: array<atomic<u32>>;
+
+var<workgroup> wg_acc: atomic<u32>;
+var<workgroup> wg_flag: u32;
+var<workgroup> wg_sums: array<u32, 256>;
+
+fn at(torus: u32, field: u32) -> u32 {
+    return GLOBALS + torus * prm.ctl_stride + field;
+}
+
+fn ld(i: u32) -> u32 {
+    return atomicLoad(&ctl[i]);
+}
+
+fn st(i: u32, v: u32) {
+    atomicStore(&ctl[i], v);
+}
+
+// Adds v to the u64 counter whose low word is at i.
+fn add64(i: u32, v: u32) {
+    let lo = ld(i);
+    let sum = lo + v;
+    st(i, sum);
+    if (sum < lo) {
+        st(i + 1u, ld(i + 1u) + 1u);
+    }
+}
+
+fn slot_count(torus: u32, s: u32) -> u32 {
+    return at(torus, HEAD + s);
+}
+
+fn hist(torus: u32, d: u32) -> u32 {
+    return at(torus, HEAD + prm.slots + d);
+}
+
+fn cell_at(torus: u32, c: u32, field: u32) -> u32 {
+    return (torus * prm.cells + c) * CELL + field;
+}
+
+// Index (in events) in `pool` of event j of slot s.
+fn slot_event(torus: u32, s: u32, j: u32) -> u32 {
+    let page = pages[torus * prm.pages_stride + s * prm.pages_per_slot + (j >> prm.page_shift)];
+    let mask = (1u << prm.page_shift) - 1u;
+    return ((torus * prm.pages + page) << prm.page_shift) | (j & mask);
+}
+
+fn groups_for(n: u32) -> u32 {
+    return min((n + WG - 1u) / WG, 65535u);
+}
+
+fn biased(p: u32) -> u32 {
+    return p ^ SIGN;
+}
+
+@compute @workgroup_size(64)
+fn braid_begin_instant(@builtin(local_invocation_index) li: u32) {
+    let done = ld(G_DONE) != 0u;
+    let s = ld(G_CLOCK) % prm.slots;
+    if (li < prm.tori) {
+        var n = 0u;
+        if (!done) {
+            n = ld(slot_count(li, s));
+        }
+        st(at(li, C_NT), n);
+        st(at(li, C_EM), 0u);
+        st(at(li, C_PENDING), ld(at(li, C_PENDING)) - n);
+        atomicMax(&wg_acc, n);
+    }
+    workgroupBarrier();
+    if (li == 0u) {
+        dispatch[0] = groups_for(atomicLoad(&wg_acc));
+        dispatch[1] = prm.tori;
+        dispatch[2] = 1u;
+    }
+}
+
+@compute @workgroup_size(64)
+fn braid_count_dst(@builtin(global_invocation_id) gid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let n = ld(at(torus, C_NT));
+    let s = ld(G_CLOCK) % prm.slots;
+    for (var j = gid.x; j < n; j = j + nwg.x * WG) {
+        let dst = pool[slot_event(torus, s, j) * 3u];
+        atomicAdd(&cells[cell_at(torus, dst, K_COUNT)], 1u);
+    }
+}
+
+// Exclusive prefix sum of the per-cell counts of one torus: K_START and K_CURSOR.
+@compute @workgroup_size(256)
+fn braid_scan_cells(@builtin(local_invocation_index) li: u32,
+                    @builtin(workgroup_id) wid: vec3<u32>) {
+    let torus = wid.y;
+    if (li == 0u) {
+        wg_flag = ld(at(torus, C_NT));
+    }
+    let n = workgroupUniformLoad(&wg_flag);
+    if (n == 0u) {
+        return;
+    }
+    let chunk = (prm.cells + 255u) / 256u;
+    let c0 = min(li * chunk, prm.cells);
+    let c1 = min(c0 + chunk, prm.cells);
+    var sum = 0u;
+    for (var c = c0; c < c1; c = c + 1u) {
+        sum = sum + atomicLoad(&cells[cell_at(torus, c, K_COUNT)]);
+    }
+    wg_sums[li] = sum;
+    workgroupBarrier();
+    if (li == 0u) {
+        var run = 0u;
+        for (var k = 0u; k < 256u; k = k + 1u) {
+            let v = wg_sums[k];
+            wg_sums[k] = run;
+            run = run + v;
+        }
+    }
+    workgroupBarrier();
+    var run = wg_sums[li];
+    for (var c = c0; c < c1; c = c + 1u) {
+        atomicStore(&cells[cell_at(torus, c, K_START)], run);
+        atomicStore(&cells[cell_at(torus, c, K_CURSOR)], run);
+        // Counts go back to zero for the next instant (the run's length is then
+        // cursor - start, once the events are scattered).
+        run = run + atomicExchange(&cells[cell_at(torus, c, K_COUNT)], 0u);
+    }
+}
+
+@compute @workgroup_size(64)
+fn braid_scatter_dst(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let n = ld(at(torus, C_NT));
+    let s = ld(G_CLOCK) % prm.slots;
+    for (var j = gid.x; j < n; j = j + nwg.x * WG) {
+        let e = slot_event(torus, s, j) * 3u;
+        let dst = pool[e];
+        let pos = atomicAdd(&cells[cell_at(torus, dst, K_CURSOR)], 1u);
+        let o = (torus * prm.em_cap + pos) * 4u;
+        em[o] = dst;
+        em[o + 1u] = pool[e + 1u];
+        em[o + 2u] = pool[e + 2u];
+    }
+}
+
+// Orders each destination's run by (src, payload as signed): every event counts the events
+// of its run that come before it (ties by position) and moves from `em` (grouped by dst)
+// to its place in `sorted`. Per invocation the work is the run's length, not its square:
+// lavapipe stops every loop of an invocation after 65535 iterations in all.
+@compute @workgroup_size(64)
+fn braid_order_runs(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let n = ld(at(torus, C_NT));
+    let base = torus * prm.em_cap;
+    for (var j = gid.x; j < n; j = j + nwg.x * WG) {
+        let o = (base + j) * 4u;
+        let dst = em[o];
+        let src = em[o + 1u];
+        let pay = biased(em[o + 2u]);
+        let start = atomicLoad(&cells[cell_at(torus, dst, K_START)]);
+        let end = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)]);
+        var rank = 0u;
+        for (var k = start; k < end; k = k + 1u) {
+            let q = (base + k) * 4u;
+            let s2 = em[q + 1u];
+            let p2 = biased(em[q + 2u]);
+            if (s2 < src || (s2 == src && (p2 < pay || (p2 == pay && k < j)))) {
+                rank = rank + 1u;
+            }
+        }
+        let w = (torus * prm.max_pending + start + rank) * 3u;
+        sorted[w] = dst;
+        sorted[w + 1u] = src;
+        sorted[w + 2u] = em[o + 2u];
+    }
+}
+
+// One invocation per (torus, dst) run of the instant (the invocation at the run's first
+// event): SPEC §3.1 applied to the run's events, already in total order.
+@compute @workgroup_size(64)
+fn braid_process_instant(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let n = ld(at(torus, C_NT));
+    let base = torus * prm.max_pending;
+    for (var j = gid.x; j < n; j = j + nwg.x * WG) {
+        // Runs are sorted in place, but every event of a run has the run's dst.
+        let dst = sorted[(base + j) * 3u];
+        if (j == 0u || sorted[(base + j - 1u) * 3u] != dst) {
+            process_run(torus, dst, base + j);
+        }
+    }
+}
+
+// The run of `dst` starting at event r0 of `sorted`.
+fn process_run(torus: u32, dst: u32, r0: u32) {
+    let count = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)])
+        - atomicLoad(&cells[cell_at(torus, dst, K_START)]);
+    // The process update; each event's output replaces its src (no longer needed).
+    let pi = (torus * prm.cells + dst) * 4u;
+    if (procs[pi + 3u] != 0u) {
+        var state = procs[pi];
+        var acc = bitcast<i32>(procs[pi + 1u]);
+        for (var a = 0u; a < count; a = a + 1u) {
+            let p = sorted[(r0 + a) * 3u + 2u];
+            state = (state * 31u + p) ^ (state >> 3u);
+            acc = acc + bitcast<i32>(p);
+            sorted[(r0 + a) * 3u + 1u] = bitcast<u32>(i32(state & 0xFFu) + 1);
+        }
+        procs[pi] = state;
+        procs[pi + 1u] = bitcast<u32>(acc);
+        procs[pi + 2u] = procs[pi + 2u] + count;
+    } else {
+        for (var a = 0u; a < count; a = a + 1u) {
+            let p = bitcast<i32>(sorted[(r0 + a) * 3u + 2u]);
+            sorted[(r0 + a) * 3u + 1u] = bitcast<u32>(p + 1);
+        }
+    }
+    // Each out-edge in order: its delay adapts event by event; one contiguous block of
+    // `em` per run, edge-major.
+    let row = torus * (prm.cells + 1u) + dst;
+    let e0 = edge_start[row];
+    let e1 = edge_start[row + 1u];
+    let total = count * (e1 - e0);
+    let em0 = atomicAdd(&ctl[at(torus, C_EM)], total);
+    atomicStore(&cells[cell_at(torus, dst, K_EM_BASE)], em0);
+    atomicStore(&cells[cell_at(torus, dst, K_EM_LEN)], total);
+    for (var e = e0; e < e1; e = e + 1u) {
+        let to = edges[e * 2u];
+        var d = edges[e * 2u + 1u];
+        for (var a = 0u; a < count; a = a + 1u) {
+            let p = bitcast<i32>(sorted[(r0 + a) * 3u + 2u]);
+            if (p > 0) {
+                d = max(1u, d - 1u);
+            } else {
+                d = min(prm.max_delay, d + 1u);
+            }
+            let w = (torus * prm.em_cap + em0 + (e - e0) * count + a) * 4u;
+            em[w] = d;
+            em[w + 1u] = to;
+            em[w + 2u] = dst;
+            em[w + 3u] = sorted[(r0 + a) * 3u + 1u];
+        }
+        edges[e * 2u + 1u] = d;
+    }
+}
+
+// Sets the indirect size over `em` to the largest count of any torus.
+fn dispatch_em(li: u32, m: u32) {
+    if (li < prm.tori) {
+        atomicMax(&wg_acc, m);
+    }
+    workgroupBarrier();
+    if (li == 0u) {
+        dispatch[3] = groups_for(atomicLoad(&wg_acc));
+        dispatch[4] = prm.tori;
+        dispatch[5] = 1u;
+    }
+}
+
+// After processing: counters, and the capacity rule. With more emitted events than room
+// (max_pending minus what is still pending), only the smallest in total order are kept.
+@compute @workgroup_size(64)
+fn braid_plan_merge(@builtin(local_invocation_index) li: u32) {
+    var m = 0u;
+    if (li < prm.tori) {
+        let n = ld(at(li, C_NT));
+        m = ld(at(li, C_EM));
+        add64(at(li, C_PROC_LO), n);
+        if (n > 0u) {
+            st(at(li, C_INSTANTS), ld(at(li, C_INSTANTS)) + 1u);
+        }
+        let budget = prm.max_pending - ld(at(li, C_PENDING)) - ld(at(li, C_FAR));
+        if (m > budget) {
+            add64(at(li, C_DROP_LO), m - budget);
+            st(at(li, C_SELECT), 1u);
+            st(at(li, C_LEVEL), 0u);
+            st(at(li, C_NEED), budget);
+        } else {
+            st(at(li, C_SELECT), 0u);
+            st(at(li, C_LEVEL), LEVEL_DONE);
+        }
+    }
+    dispatch_em(li, m);
+}
+
+// Host-written injections (in `em`, delay = instant - clock, C_INJ_COUNT of them) go in
+// whole; C_INJ_DROPPED corrective events the host found no room for are counted dropped.
+@compute @workgroup_size(64)
+fn braid_plan_inject(@builtin(local_invocation_index) li: u32) {
+    var m = 0u;
+    if (li < prm.tori) {
+        m = ld(at(li, C_INJ_COUNT));
+        st(at(li, C_EM), m);
+        st(at(li, C_NT), 0u);
+        add64(at(li, C_DROP_LO), ld(at(li, C_INJ_DROPPED)));
+        st(at(li, C_INJ_COUNT), 0u);
+        st(at(li, C_INJ_DROPPED), 0u);
+        st(at(li, C_SELECT), 0u);
+        st(at(li, C_LEVEL), LEVEL_DONE);
+    }
+    dispatch_em(li, m);
+}
+
+@compute @workgroup_size(64)
+fn braid_count_delays(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let m = ld(at(torus, C_EM));
+    for (var i = gid.x; i < m; i = i + nwg.x * WG) {
+        let d = em[(torus * prm.em_cap + i) * 4u];
+        atomicAdd(&ctl[hist(torus, d)], 1u);
+    }
+}
+
+// Level 1: per destination among the events at the cut delay; level 2: per source among
+// those at the cut (delay, dst).
+@compute @workgroup_size(64)
+fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let level = ld(at(torus, C_LEVEL));
+    if (level != 1u && level != 2u) {
+        return;
+    }
+    let m = ld(at(torus, C_EM));
+    let cut_d = ld(at(torus, C_CUT_D));
+    let cut_dst = ld(at(torus, C_CUT_DST));
+    for (var i = gid.x; i < m; i = i + nwg.x * WG) {
+        let w = (torus * prm.em_cap + i) * 4u;
+        if (em[w] != cut_d) {
+            continue;
+        }
+        if (level == 1u) {
+            atomicAdd(&cells[cell_at(torus, em[w + 1u], K_BIN)], 1u);
+        } else if (em[w + 1u] == cut_dst) {
+            atomicAdd(&cells[cell_at(torus, em[w + 2u], K_BIN)], 1u);
+        }
+    }
+}
+
+// One thread per torus: finds the key at this level below which `need` events lie, and
+// subtracts what lies below it from `need`.
+@compute @workgroup_size(64)
+fn braid_cut(@builtin(local_invocation_index) li: u32) {
+    if (li >= prm.tori) {
+        return;
+    }
+    let torus = li;
+    let level = ld(at(torus, C_LEVEL));
+    if (level == LEVEL_DONE) {
+        return;
+    }
+    let need = ld(at(torus, C_NEED));
+    var cum = 0u;
+    if (level == 0u) {
+        for (var d = 0u; d < prm.slots; d = d + 1u) {
+            let h = ld(hist(torus, d));
+            if (cum + h > need) {
+                st(at(torus, C_CUT_D), d);
+                st(at(torus, C_KEEP_D), need - cum);
+                break;
+            }
+            cum = cum + h;
+        }
+    } else {
+        var found = NONE;
+        for (var c = 0u; c < prm.cells; c = c + 1u) {
+            let b = atomicExchange(&cells[cell_at(torus, c, K_BIN)], 0u);
+            if (found == NONE) {
+                if (cum + b > need) {
+                    found = c;
+                } else {
+                    cum = cum + b;
+                }
+            }
+        }
+        if (level == 1u) {
+            st(at(torus, C_CUT_DST), found);
+        } else {
+            st(at(torus, C_CUT_SRC), found);
+        }
+    }
+    st(at(torus, C_NEED), need - cum);
+    st(at(torus, C_LEVEL), level + 1u);
+}
+
+// One thread per torus: frees the processed slot's pages, then gives each slot that grows
+// the pages its kept events need, and clears the delay histogram.
+@compute @workgroup_size(64)
+fn braid_alloc(@builtin(local_invocation_index) li: u32) {
+    if (li >= prm.tori) {
+        return;
+    }
+    let torus = li;
+    let clock = ld(G_CLOCK);
+    let page = 1u << prm.page_shift;
+    let table = torus * prm.pages_stride;
+    let stack = table + prm.slots * prm.pages_per_slot;
+    var top = ld(at(torus, C_FREE));
+    let n = ld(at(torus, C_NT));
+    if (n > 0u) {
+        let s = clock % prm.slots;
+        let used = (n + page - 1u) >> prm.page_shift;
+        for (var q = 0u; q < used; q = q + 1u) {
+            pages[stack + top] = pages[table + s * prm.pages_per_slot + q];
+            top = top + 1u;
+        }
+        st(slot_count(torus, s), 0u);
+        st(at(torus, C_NT), 0u);
+    }
+    let selecting = ld(at(torus, C_SELECT)) != 0u;
+    let cut_d = ld(at(torus, C_CUT_D));
+    let keep_d = ld(at(torus, C_KEEP_D));
+    var total = 0u;
+    for (var d = 0u; d < prm.slots; d = d + 1u) {
+        let h = ld(hist(torus, d));
+        st(hist(torus, d), 0u);
+        var add = h;
+        if (selecting && d == cut_d) {
+            add = keep_d;
+        } else if (selecting && d > cut_d) {
+            add = 0u;
+        }
+        if (add == 0u) {
+            continue;
+        }
+        let s = (clock + d) % prm.slots;
+        let old = ld(slot_count(torus, s));
+        let first_page = (old + page - 1u) >> prm.page_shift;
+        let last_page = (old + add + page - 1u) >> prm.page_shift;
+        for (var q = first_page; q < last_page; q = q + 1u) {
+            top = top - 1u;
+            pages[table + s * prm.pages_per_slot + q] = pages[stack + top];
+        }
+        total = total + add;
+    }
+    st(at(torus, C_FREE), top);
+    st(at(torus, C_PENDING), ld(at(torus, C_PENDING)) + total);
+}
+
+@compute @workgroup_size(64)
+fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let m = ld(at(torus, C_EM));
+    let clock = ld(G_CLOCK);
+    let selecting = ld(at(torus, C_SELECT)) != 0u;
+    let cut_d = ld(at(torus, C_CUT_D));
+    let cut_dst = ld(at(torus, C_CUT_DST));
+    let cut_src = ld(at(torus, C_CUT_SRC));
+    let need = ld(at(torus, C_NEED));
+    for (var i = gid.x; i < m; i = i + nwg.x * WG) {
+        let w = (torus * prm.em_cap + i) * 4u;
+        let d = em[w];
+        let to = em[w + 1u];
+        let src = em[w + 2u];
+        let pay = em[w + 3u];
+        var keep = true;
+        if (selecting) {
+            if (d != cut_d) {
+                keep = d < cut_d;
+            } else if (to != cut_dst) {
+                keep = to < cut_dst;
+            } else if (src != cut_src) {
+                keep = src < cut_src;
+            } else {
+                // Rank among the events at the cut (delay, dst, src): all come from the
+                // run of cell src, so from its block of `em`.
+                let b0 = atomicLoad(&cells[cell_at(torus, src, K_EM_BASE)]);
+                let b1 = b0 + atomicLoad(&cells[cell_at(torus, src, K_EM_LEN)]);
+                var rank = 0u;
+                for (var k = b0; k < b1; k = k + 1u) {
+                    let v = (torus * prm.em_cap + k) * 4u;
+                    if (k == i || em[v] != d || em[v + 1u] != to) {
+                        continue;
+                    }
+                    let bk = biased(em[v + 3u]);
+                    if (bk < biased(pay) || (bk == biased(pay) && k < i)) {
+                        rank = rank + 1u;
+                    }
+                }
+                keep = rank < need;
+            }
+        }
+        if (keep) {
+            let s = (clock + d) % prm.slots;
+            let pos = atomicAdd(&ctl[slot_count(torus, s)], 1u);
+            let e = slot_event(torus, s, pos) * 3u;
+            pool[e] = to;
+            pool[e + 1u] = src;
+            pool[e + 2u] = pay;
+        }
+    }
+}
+
+// The next instant: the earliest pending instant of any torus after the clock, or `end`
+// (and done) when there is none below it.
+@compute @workgroup_size(64)
+fn braid_advance(@builtin(local_invocation_index) li: u32) {
+    if (li == 0u) {
+        atomicStore(&wg_acc, NONE);
+    }
+    workgroupBarrier();
+    let clock = ld(G_CLOCK);
+    let done = ld(G_DONE) != 0u;
+    if (li < prm.tori && !done) {
+        for (var d = 1u; d < prm.slots; d = d + 1u) {
+            if (ld(slot_count(li, (clock + d) % prm.slots)) != 0u) {
+                atomicMin(&wg_acc, clock + d);
+                break;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (li == 0u && !done) {
+        let next = atomicLoad(&wg_acc);
+        if (next >= prm.end) {
+            st(G_CLOCK, prm.end);
+            st(G_DONE, 1u);
+        } else {
+            st(G_CLOCK, next);
+        }
+    }
+}
+
+// Exchange inputs: wrapping acc sum, face at x = 0 (0 where no process) and face at
+// x = X-1, per torus. `proj` must be zero before.
+@compute @workgroup_size(64)
+fn braid_project(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let torus = gid.y;
+    let face = prm.dy * prm.dz;
+    let o = torus * prm.proj_stride;
+    for (var c = gid.x; c < prm.cells; c = c + nwg.x * WG) {
+        let pi = (torus * prm.cells + c) * 4u;
+        var acc = 0u;
+        if (procs[pi + 3u] != 0u) {
+            acc = procs[pi + 1u];
+        }
+        atomicAdd(&proj[o], acc);
+        if (c < face) {
+            atomicStore(&proj[o + 1u + c], acc);
+        }
+        if (c >= (prm.dx - 1u) * face) {
+            atomicStore(&proj[o + 1u + face + c - (prm.dx - 1u) * face], acc);
+        }
+    }
+}
