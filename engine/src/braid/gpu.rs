@@ -310,7 +310,7 @@ impl Resident {
             ("proj", t * proj_stride * 4),
         ];
         let limits = gpu.limits();
-        let binding = limits.max_storage_buffer_binding_size as u64;
+        let binding = limits.max_storage_buffer_binding_size;
         let buffer = limits.max_buffer_size;
         let limit = binding.min(buffer).min(u32::MAX as u64);
         for (label, bytes) in sizes {

@@ -469,6 +469,7 @@ pub(crate) struct DeviceView<'a> {
 }
 
 /// A torus's mutable state as a device hands it back (see [`Torus::restore`]).
+#[derive(Clone, Copy)]
 pub(crate) struct RestoreImage<'a> {
     pub now: u32,
     pub events_processed: u64,
