@@ -107,7 +107,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> edges: array<u32>;
 // Per torus max_pending events (dst, src, payload) of the instant, grouped by dst.
 @group(0) @binding(6) var<storage, read_write> sorted: array<u32>;
-// Per torus em_cap emitted (or injected) events: delay, to, src, payload.
+// Per torus em_cap emitted (or injected) events, 3 words each: to | (delay & 0xFF) << 24,
+// src | (delay >> 8) << 24, payload (cells < 2^24, delay <= 1024). Before emission, the
+// instant's events grouped by dst (dst, src, payload).
 @group(0) @binding(7) var<storage, read_write> em: array<u32>;
 // Per torus `pages` pages of events (dst, src, payload).
 @group(0) @binding(8) var<storage, read_write> pool: array<u32>;
@@ -159,6 +161,23 @@ fn slot_event(torus: u32, s: u32, j: u32) -> u32 {
     let page = pages[torus * prm.pages_stride + s * prm.pages_per_slot + (j >> prm.page_shift)];
     let mask = (1u << prm.page_shift) - 1u;
     return ((torus * prm.pages + page) << prm.page_shift) | (j & mask);
+}
+
+const LOW24: u32 = 0xFFFFFFu;
+
+// Word index in `em` of event i of a torus.
+fn em_at(torus: u32, i: u32) -> u32 {
+    return (torus * prm.em_cap + i) * 3u;
+}
+
+fn em_put(w: u32, delay: u32, to: u32, src: u32, payload: u32) {
+    em[w] = to | (delay << 24u);
+    em[w + 1u] = src | ((delay >> 8u) << 24u);
+    em[w + 2u] = payload;
+}
+
+fn em_delay(w: u32) -> u32 {
+    return (em[w] >> 24u) | ((em[w + 1u] >> 24u) << 8u);
 }
 
 fn groups_for(n: u32) -> u32 {
@@ -253,7 +272,7 @@ fn braid_scatter_dst(@builtin(global_invocation_id) gid: vec3<u32>,
         let e = slot_event(torus, s, j) * 3u;
         let dst = pool[e];
         let pos = atomicAdd(&cells[cell_at(torus, dst, K_CURSOR)], 1u);
-        let o = (torus * prm.em_cap + pos) * 4u;
+        let o = em_at(torus, pos);
         em[o] = dst;
         em[o + 1u] = pool[e + 1u];
         em[o + 2u] = pool[e + 2u];
@@ -269,9 +288,8 @@ fn braid_order_runs(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let torus = gid.y;
     let n = ld(at(torus, C_NT));
-    let base = torus * prm.em_cap;
     for (var j = gid.x; j < n; j = j + nwg.x * WG) {
-        let o = (base + j) * 4u;
+        let o = em_at(torus, j);
         let dst = em[o];
         let src = em[o + 1u];
         let pay = biased(em[o + 2u]);
@@ -279,7 +297,7 @@ fn braid_order_runs(@builtin(global_invocation_id) gid: vec3<u32>,
         let end = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)]);
         var rank = 0u;
         for (var k = start; k < end; k = k + 1u) {
-            let q = (base + k) * 4u;
+            let q = em_at(torus, k);
             let s2 = em[q + 1u];
             let p2 = biased(em[q + 2u]);
             if (s2 < src || (s2 == src && (p2 < pay || (p2 == pay && k < j)))) {
@@ -353,11 +371,8 @@ fn process_run(torus: u32, dst: u32, r0: u32) {
             } else {
                 d = min(prm.max_delay, d + 1u);
             }
-            let w = (torus * prm.em_cap + em0 + (e - e0) * count + a) * 4u;
-            em[w] = d;
-            em[w + 1u] = to;
-            em[w + 2u] = dst;
-            em[w + 3u] = sorted[(r0 + a) * 3u + 1u];
+            em_put(em_at(torus, em0 + (e - e0) * count + a), d, to, dst,
+                   sorted[(r0 + a) * 3u + 1u]);
         }
         edges[e * 2u + 1u] = d;
     }
@@ -426,7 +441,7 @@ fn braid_count_delays(@builtin(global_invocation_id) gid: vec3<u32>,
     let torus = gid.y;
     let m = ld(at(torus, C_EM));
     for (var i = gid.x; i < m; i = i + nwg.x * WG) {
-        let d = em[(torus * prm.em_cap + i) * 4u];
+        let d = em_delay(em_at(torus, i));
         atomicAdd(&ctl[hist(torus, d)], 1u);
     }
 }
@@ -445,14 +460,14 @@ fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
     let cut_d = ld(at(torus, C_CUT_D));
     let cut_dst = ld(at(torus, C_CUT_DST));
     for (var i = gid.x; i < m; i = i + nwg.x * WG) {
-        let w = (torus * prm.em_cap + i) * 4u;
-        if (em[w] != cut_d) {
+        let w = em_at(torus, i);
+        if (em_delay(w) != cut_d) {
             continue;
         }
         if (level == 1u) {
-            atomicAdd(&cells[cell_at(torus, em[w + 1u], K_BIN)], 1u);
-        } else if (em[w + 1u] == cut_dst) {
-            atomicAdd(&cells[cell_at(torus, em[w + 2u], K_BIN)], 1u);
+            atomicAdd(&cells[cell_at(torus, em[w] & LOW24, K_BIN)], 1u);
+        } else if ((em[w] & LOW24) == cut_dst) {
+            atomicAdd(&cells[cell_at(torus, em[w + 1u] & LOW24, K_BIN)], 1u);
         }
     }
 }
@@ -569,11 +584,11 @@ fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
     let cut_src = ld(at(torus, C_CUT_SRC));
     let need = ld(at(torus, C_NEED));
     for (var i = gid.x; i < m; i = i + nwg.x * WG) {
-        let w = (torus * prm.em_cap + i) * 4u;
-        let d = em[w];
-        let to = em[w + 1u];
-        let src = em[w + 2u];
-        let pay = em[w + 3u];
+        let w = em_at(torus, i);
+        let d = em_delay(w);
+        let to = em[w] & LOW24;
+        let src = em[w + 1u] & LOW24;
+        let pay = em[w + 2u];
         var keep = true;
         if (selecting) {
             if (d != cut_d) {
@@ -589,11 +604,11 @@ fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
                 let b1 = b0 + atomicLoad(&cells[cell_at(torus, src, K_EM_LEN)]);
                 var rank = 0u;
                 for (var k = b0; k < b1; k = k + 1u) {
-                    let v = (torus * prm.em_cap + k) * 4u;
-                    if (k == i || em[v] != d || em[v + 1u] != to) {
+                    let v = em_at(torus, k);
+                    if (k == i || em[v] != em[w] || em[v + 1u] != em[w + 1u]) {
                         continue;
                     }
-                    let bk = biased(em[v + 3u]);
+                    let bk = biased(em[v + 2u]);
                     if (bk < biased(pay) || (bk == biased(pay) && k < i)) {
                         rank = rank + 1u;
                     }

@@ -303,7 +303,7 @@ impl Resident {
             ("edge_start", t * (n + 1) * 4),
             ("edges", total_edges * 8),
             ("sorted", t * max_pending * 12),
-            ("em", t * em_cap * 16),
+            ("em", t * em_cap * 12),
             ("pool", t * pages * page * 12),
             ("pages", t * pages_stride * 4),
             ("dispatch", 24),
@@ -407,7 +407,7 @@ impl Resident {
             storage("braid edge_start", &edge_start)?,
             storage("braid edges", &edges)?,
             zeroed(gpu, "braid sorted", t * max_pending * 12)?,
-            zeroed(gpu, "braid em", t * em_cap * 16)?,
+            zeroed(gpu, "braid em", t * em_cap * 12)?,
             zeroed(gpu, "braid pool", t * pages * page * 12)?,
             storage("braid pages", &pages_init)?,
             zeroed(gpu, "braid dispatch", 24)?,
@@ -554,13 +554,10 @@ impl Resident {
                 continue;
             }
             debug_assert!(evs.len() <= em_cap);
-            let words: Vec<u32> = evs
-                .iter()
-                .flat_map(|e| [e.t - now, e.dst, e.src, e.payload as u32])
-                .collect();
+            let words: Vec<u32> = evs.iter().flat_map(|e| em_words(e.t - now, e)).collect();
             self.gpu.queue().write_buffer(
                 &self.buffers[B_EM],
-                (i * em_cap * 16) as u64,
+                (i * em_cap * 12) as u64,
                 bytemuck::cast_slice(&words),
             );
         }
@@ -826,7 +823,17 @@ pub(crate) fn projection(id: u32, x: &Exchanged) -> Projection {
     p
 }
 
-/// A storage (or uniform) buffer holding `words`.
+/// An event of `em` (as the shader's `em_put`): `to | (delay & 0xFF) << 24`,
+/// `src | (delay >> 8) << 24`, payload.
+fn em_words(delay: u32, e: &Event) -> [u32; 3] {
+    [
+        e.dst | (delay << 24),
+        e.src | ((delay >> 8) << 24),
+        e.payload as u32,
+    ]
+}
+
+/// A storage (or uniform) buffer holding `bytes`.
 fn make_buffer(
     gpu: &WgpuDevice,
     label: &str,
@@ -869,4 +876,48 @@ fn zeroed(gpu: &WgpuDevice, label: &str, bytes: u64) -> Result<wgpu::Buffer, Bra
             mapped_at_creation: false,
         })
     })?)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn params_mirror_the_shader_struct() {
+        // 16 u32 fields, as `struct Params` in shaders/braid.wgsl.
+        assert_eq!(std::mem::size_of::<Params>(), 64);
+        assert!(SHADER.contains("struct Params {"));
+    }
+
+    #[test]
+    fn every_kernel_is_an_entry_point_of_the_shader() {
+        for k in Kernel::ALL {
+            let decl = format!("fn {}(", k.entry());
+            assert!(
+                SHADER.contains(&decl),
+                "{decl} missing from shaders/braid.wgsl"
+            );
+            assert!(k.entry().starts_with("braid_"));
+        }
+        for (k, _) in INSTANT.iter().chain(&INJECT) {
+            assert!(Kernel::ALL.contains(k));
+        }
+    }
+
+    #[test]
+    fn emitted_events_pack_delays_up_to_1024() {
+        let e = Event {
+            t: 0,
+            dst: (1 << 24) - 1,
+            src: 12345,
+            payload: -7,
+        };
+        for delay in [0, 1, 255, 256, 1023, 1024] {
+            let [a, b, p] = em_words(delay, &e);
+            assert_eq!(a & 0xFF_FFFF, e.dst);
+            assert_eq!(b & 0xFF_FFFF, e.src);
+            assert_eq!((a >> 24) | ((b >> 24) << 8), delay);
+            assert_eq!(p as i32, -7);
+        }
+    }
 }
