@@ -36,6 +36,8 @@ const SIGN: u32 = 0x80000000u;
 // words), histogram per delay (slots words).
 const G_CLOCK: u32 = 0u;
 const G_DONE: u32 = 1u;
+// Non-zero when a loop ended before its bound (lavapipe's loop limiter, see the top).
+const G_FAULT: u32 = 2u;
 const GLOBALS: u32 = 16u;
 const C_PROC_LO: u32 = 0u;
 const C_PROC_HI: u32 = 1u;
@@ -180,6 +182,15 @@ fn em_delay(w: u32) -> u32 {
     return (em[w] >> 24u) | ((em[w + 1u] >> 24u) << 8u);
 }
 
+// Records that a loop stopped at `reached` before its bound `bound`: the adapter cut it
+// short (lavapipe stops all loops of an invocation after 65535 iterations in all). The host
+// turns this into an error instead of a wrong result.
+fn check_loop(reached: u32, bound: u32) {
+    if (reached < bound) {
+        atomicMax(&ctl[G_FAULT], 1u);
+    }
+}
+
 fn groups_for(n: u32) -> u32 {
     return min((n + WG - 1u) / WG, 65535u);
 }
@@ -238,9 +249,11 @@ fn braid_scan_cells(@builtin(local_invocation_index) li: u32,
     let c0 = min(li * chunk, prm.cells);
     let c1 = min(c0 + chunk, prm.cells);
     var sum = 0u;
-    for (var c = c0; c < c1; c = c + 1u) {
+    var c = c0;
+    for (; c < c1; c = c + 1u) {
         sum = sum + atomicLoad(&cells[cell_at(torus, c, K_COUNT)]);
     }
+    check_loop(c, c1);
     wg_sums[li] = sum;
     workgroupBarrier();
     if (li == 0u) {
@@ -253,13 +266,14 @@ fn braid_scan_cells(@builtin(local_invocation_index) li: u32,
     }
     workgroupBarrier();
     var run = wg_sums[li];
-    for (var c = c0; c < c1; c = c + 1u) {
+    for (c = c0; c < c1; c = c + 1u) {
         atomicStore(&cells[cell_at(torus, c, K_START)], run);
         atomicStore(&cells[cell_at(torus, c, K_CURSOR)], run);
         // Counts go back to zero for the next instant (the run's length is then
         // cursor - start, once the events are scattered).
         run = run + atomicExchange(&cells[cell_at(torus, c, K_COUNT)], 0u);
     }
+    check_loop(c, c1);
 }
 
 @compute @workgroup_size(64)
@@ -296,7 +310,8 @@ fn braid_order_runs(@builtin(global_invocation_id) gid: vec3<u32>,
         let start = atomicLoad(&cells[cell_at(torus, dst, K_START)]);
         let end = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)]);
         var rank = 0u;
-        for (var k = start; k < end; k = k + 1u) {
+        var k = start;
+        for (; k < end; k = k + 1u) {
             let q = em_at(torus, k);
             let s2 = em[q + 1u];
             let p2 = biased(em[q + 2u]);
@@ -304,6 +319,7 @@ fn braid_order_runs(@builtin(global_invocation_id) gid: vec3<u32>,
                 rank = rank + 1u;
             }
         }
+        check_loop(k, end);
         let w = (torus * prm.max_pending + start + rank) * 3u;
         sorted[w] = dst;
         sorted[w + 1u] = src;
@@ -337,20 +353,24 @@ fn process_run(torus: u32, dst: u32, r0: u32) {
     if (procs[pi + 3u] != 0u) {
         var state = procs[pi];
         var acc = bitcast<i32>(procs[pi + 1u]);
-        for (var a = 0u; a < count; a = a + 1u) {
+        var a = 0u;
+        for (; a < count; a = a + 1u) {
             let p = sorted[(r0 + a) * 3u + 2u];
             state = (state * 31u + p) ^ (state >> 3u);
             acc = acc + bitcast<i32>(p);
             sorted[(r0 + a) * 3u + 1u] = bitcast<u32>(i32(state & 0xFFu) + 1);
         }
+        check_loop(a, count);
         procs[pi] = state;
         procs[pi + 1u] = bitcast<u32>(acc);
         procs[pi + 2u] = procs[pi + 2u] + count;
     } else {
-        for (var a = 0u; a < count; a = a + 1u) {
+        var a = 0u;
+        for (; a < count; a = a + 1u) {
             let p = bitcast<i32>(sorted[(r0 + a) * 3u + 2u]);
             sorted[(r0 + a) * 3u + 1u] = bitcast<u32>(p + 1);
         }
+        check_loop(a, count);
     }
     // Each out-edge in order: its delay adapts event by event; one contiguous block of
     // `em` per run, edge-major.
@@ -361,10 +381,12 @@ fn process_run(torus: u32, dst: u32, r0: u32) {
     let em0 = atomicAdd(&ctl[at(torus, C_EM)], total);
     atomicStore(&cells[cell_at(torus, dst, K_EM_BASE)], em0);
     atomicStore(&cells[cell_at(torus, dst, K_EM_LEN)], total);
-    for (var e = e0; e < e1; e = e + 1u) {
+    var e = e0;
+    for (; e < e1; e = e + 1u) {
         let to = edges[e * 2u];
         var d = edges[e * 2u + 1u];
-        for (var a = 0u; a < count; a = a + 1u) {
+        var a = 0u;
+        for (; a < count; a = a + 1u) {
             let p = bitcast<i32>(sorted[(r0 + a) * 3u + 2u]);
             if (p > 0) {
                 d = max(1u, d - 1u);
@@ -374,8 +396,10 @@ fn process_run(torus: u32, dst: u32, r0: u32) {
             em_put(em_at(torus, em0 + (e - e0) * count + a), d, to, dst,
                    sorted[(r0 + a) * 3u + 1u]);
         }
+        check_loop(a, count);
         edges[e * 2u + 1u] = d;
     }
+    check_loop(e, e1);
 }
 
 // Sets the indirect size over `em` to the largest count of any torus.
@@ -498,7 +522,8 @@ fn braid_cut(@builtin(local_invocation_index) li: u32) {
         }
     } else {
         var found = NONE;
-        for (var c = 0u; c < prm.cells; c = c + 1u) {
+        var c = 0u;
+        for (; c < prm.cells; c = c + 1u) {
             let b = atomicExchange(&cells[cell_at(torus, c, K_BIN)], 0u);
             if (found == NONE) {
                 if (cum + b > need) {
@@ -508,6 +533,7 @@ fn braid_cut(@builtin(local_invocation_index) li: u32) {
                 }
             }
         }
+        check_loop(c, prm.cells);
         if (level == 1u) {
             st(at(torus, C_CUT_DST), found);
         } else {
@@ -603,7 +629,8 @@ fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
                 let b0 = atomicLoad(&cells[cell_at(torus, src, K_EM_BASE)]);
                 let b1 = b0 + atomicLoad(&cells[cell_at(torus, src, K_EM_LEN)]);
                 var rank = 0u;
-                for (var k = b0; k < b1; k = k + 1u) {
+                var k = b0;
+                for (; k < b1; k = k + 1u) {
                     let v = em_at(torus, k);
                     if (k == i || em[v] != em[w] || em[v + 1u] != em[w + 1u]) {
                         continue;
@@ -613,6 +640,7 @@ fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
                         rank = rank + 1u;
                     }
                 }
+                check_loop(k, b1);
                 keep = rank < need;
             }
         }

@@ -6,7 +6,9 @@
 //! Skips with a printed reason when no wgpu adapter exists, unless `WARPGRID_REQUIRE_WGPU=1`
 //! (CI, on lavapipe) makes that a failure.
 
-use warpgrid_engine::braid::{Braid, BraidConfig, BraidStats, InjectBuilder, TorusConfig};
+use warpgrid_engine::braid::{
+    Braid, BraidConfig, BraidStats, EdgesBuilder, InjectBuilder, TorusConfig,
+};
 use warpgrid_engine::rng::SplitMix64;
 use warpgrid_engine::{BackendKind, Device, DeviceConfig};
 
@@ -188,7 +190,46 @@ fn a_braid_too_large_for_the_adapter_is_refused_by_name() {
         Ok(mut braid) => braid.run_until_on(&gpu, 5).unwrap(),
         Err(e) => {
             let msg = e.to_string();
+            eprintln!("refused: {msg}");
             assert!(msg.contains("max_storage_buffer_binding_size"), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn a_hot_cell_agrees_or_is_refused_leaving_the_braid_unchanged() {
+    let Some(gpu) = wgpu() else { return };
+    // 3500 events at one cell with 20 out-edges: one invocation applies them and emits
+    // 70000 events. Lavapipe ends an invocation's loops after 65535 iterations in all, so
+    // there the run must fail with an error naming the limit and change nothing; on any
+    // other adapter it must agree with the CPU.
+    let events = (0..3_500i64)
+        .map(|i| [0, 0, 0, i % 5, i % 3, i % 7, (i * 7919) % 1001 - 500, 0])
+        .collect();
+    let edges = (1..=20i64)
+        .map(|k| [0, 0, 0, k % 4, k / 4 % 4, k / 16, 1])
+        .collect();
+    let config = BraidConfig::new(
+        TorusConfig::new([4, 4, 4])
+            .with_max_pending(80_000)
+            .with_edges(EdgesBuilder::List { edges })
+            .with_inject(InjectBuilder::List { events }),
+    )
+    .with_tori(1);
+    let mut cpu = Braid::new(&config).unwrap();
+    let mut dev = Braid::new_on(&gpu, &config).unwrap();
+    let before = counters(&dev);
+    cpu.run_until(3).unwrap();
+    match dev.run_until_on(&gpu, 3) {
+        Ok(()) => assert_eq!(counters(&cpu), counters(&dev)),
+        Err(e) => {
+            let msg = e.to_string();
+            eprintln!("refused: {msg}");
+            assert!(msg.contains("65535"), "{msg}");
+            assert_eq!(counters(&dev), before, "a failed run changed the braid");
+            // The braid still runs: on the CPU from where it was.
+            dev.run_until(3).unwrap();
+            assert_eq!(counters(&cpu), counters(&dev));
         }
     }
 }

@@ -51,6 +51,7 @@ const C_INJ_COUNT: usize = 15;
 const C_FAR: usize = 18;
 const G_CLOCK: usize = 0;
 const G_DONE: usize = 1;
+const G_FAULT: usize = 2;
 /// Instants per submit: the first batch of a segment, and the most.
 const FIRST_BATCH: u32 = 8;
 const MAX_BATCH: u32 = 256;
@@ -605,7 +606,17 @@ impl Resident {
             let mut batch = FIRST_BATCH;
             loop {
                 self.run("processing braid instants", &INSTANT, batch)?;
-                let globals = self.read_words(B_CTL, 2)?;
+                let globals = self.read_words(B_CTL, 3)?;
+                if globals[G_FAULT] != 0 {
+                    return Err(device_error(format!(
+                        "the adapter stopped a braid shader loop before its end (lavapipe \
+                         ends every loop of an invocation after 65535 iterations in all): one \
+                         cell received more events in one instant than this adapter can apply \
+                         (or the drop rule's cut over {} cells is too long for it); nothing \
+                         was changed; use --backend cpu or a GPU",
+                        self.params.cells
+                    )));
+                }
                 if globals[G_DONE] != 0 {
                     break;
                 }
