@@ -15,7 +15,8 @@
 //                         (one contiguous block per run)
 //   braid_plan_merge      counters, the capacity budget, indirect size over `em`
 //   braid_count_delays    emitted events per delay (instant)
-//   braid_cut (x3) with braid_count_keys (x2) between: when over capacity, the cut key
+//   braid_cut (x3, a workgroup per torus) with braid_count_keys (x2) between: when over
+//                         capacity, the cut key
 //                         (delay, dst, src) below which emitted events are kept
 //   braid_alloc           frees slot t's pages, gives pages to the slots that grow
 //   braid_merge           kept events appended into their slots (order inside a slot is
@@ -123,6 +124,8 @@ struct Params {
 var<workgroup> wg_acc: atomic<u32>;
 var<workgroup> wg_flag: u32;
 var<workgroup> wg_sums: array<u32, 256>;
+// braid_cut: the chunk where the count passes `need`, and the count before it.
+var<workgroup> wg_pick: vec2<u32>;
 
 fn at(torus: u32, field: u32) -> u32 {
     return GLOBALS + torus * prm.ctl_stride + field;
@@ -496,52 +499,88 @@ fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// One thread per torus: finds the key at this level below which `need` events lie, and
-// subtracts what lies below it from `need`.
-@compute @workgroup_size(64)
-fn braid_cut(@builtin(local_invocation_index) li: u32) {
-    if (li >= prm.tori) {
-        return;
+// One workgroup per torus: finds the key at this level below which `need` events lie, and
+// subtracts what lies below it from `need`. Level 0 is over delays (one thread); levels 1
+// and 2 are over cells: each thread sums a chunk of the bins, thread 0 finds the chunk where
+// the count passes `need`, that chunk's thread finds the cell, and every thread clears its
+// chunk.
+@compute @workgroup_size(256)
+fn braid_cut(@builtin(local_invocation_index) li: u32,
+             @builtin(workgroup_id) wid: vec3<u32>) {
+    let torus = wid.y;
+    if (li == 0u) {
+        wg_flag = ld(at(torus, C_LEVEL));
     }
-    let torus = li;
-    let level = ld(at(torus, C_LEVEL));
+    let level = workgroupUniformLoad(&wg_flag);
     if (level == LEVEL_DONE) {
         return;
     }
     let need = ld(at(torus, C_NEED));
-    var cum = 0u;
     if (level == 0u) {
-        for (var d = 0u; d < prm.slots; d = d + 1u) {
-            let h = ld(hist(torus, d));
-            if (cum + h > need) {
-                st(at(torus, C_CUT_D), d);
-                st(at(torus, C_KEEP_D), need - cum);
+        if (li == 0u) {
+            var cum = 0u;
+            for (var d = 0u; d < prm.slots; d = d + 1u) {
+                let h = ld(hist(torus, d));
+                if (cum + h > need) {
+                    st(at(torus, C_CUT_D), d);
+                    st(at(torus, C_KEEP_D), need - cum);
+                    break;
+                }
+                cum = cum + h;
+            }
+            st(at(torus, C_NEED), need - cum);
+            st(at(torus, C_LEVEL), 1u);
+        }
+        return;
+    }
+    let chunk = (prm.cells + 255u) / 256u;
+    let c0 = min(li * chunk, prm.cells);
+    let c1 = min(c0 + chunk, prm.cells);
+    var sum = 0u;
+    var c = c0;
+    for (; c < c1; c = c + 1u) {
+        sum = sum + atomicLoad(&cells[cell_at(torus, c, K_BIN)]);
+    }
+    check_loop(c, c1);
+    wg_sums[li] = sum;
+    workgroupBarrier();
+    if (li == 0u) {
+        var cum = 0u;
+        var pick = 255u;
+        for (var k = 0u; k < 256u; k = k + 1u) {
+            if (cum + wg_sums[k] > need) {
+                pick = k;
                 break;
             }
-            cum = cum + h;
+            cum = cum + wg_sums[k];
         }
-    } else {
+        wg_pick = vec2<u32>(pick, cum);
+    }
+    workgroupBarrier();
+    if (li == wg_pick.x) {
+        var cum = wg_pick.y;
         var found = NONE;
-        var c = 0u;
-        for (; c < prm.cells; c = c + 1u) {
-            let b = atomicExchange(&cells[cell_at(torus, c, K_BIN)], 0u);
-            if (found == NONE) {
-                if (cum + b > need) {
-                    found = c;
-                } else {
-                    cum = cum + b;
-                }
+        for (c = c0; c < c1; c = c + 1u) {
+            let b = atomicLoad(&cells[cell_at(torus, c, K_BIN)]);
+            if (cum + b > need) {
+                found = c;
+                break;
             }
+            cum = cum + b;
         }
-        check_loop(c, prm.cells);
         if (level == 1u) {
             st(at(torus, C_CUT_DST), found);
         } else {
             st(at(torus, C_CUT_SRC), found);
         }
+        st(at(torus, C_NEED), need - cum);
+        st(at(torus, C_LEVEL), level + 1u);
     }
-    st(at(torus, C_NEED), need - cum);
-    st(at(torus, C_LEVEL), level + 1u);
+    workgroupBarrier();
+    for (c = c0; c < c1; c = c + 1u) {
+        atomicStore(&cells[cell_at(torus, c, K_BIN)], 0u);
+    }
+    check_loop(c, c1);
 }
 
 // One thread per torus: frees the processed slot's pages, then gives each slot that grows

@@ -109,11 +109,14 @@ fn random_braids_agree_with_the_cpu() {
 fn dense_instants_with_drops_agree_with_the_cpu() {
     let Some(gpu) = wgpu() else { return };
     // Neighbour edges (3 out-edges a cell), a population well over max_pending: every
-    // instant emits more than fits and the drop rule keeps the smallest.
+    // instant emits more than fits and the drop rule keeps the smallest (cut by delay, then
+    // destination, then source, then payload).
     for (dims, max_pending, count, tori) in [
         ([8, 8, 8], 700, 600, 2),
         ([12, 6, 5], 2000, 2000, 3),
         ([4, 4, 4], 50, 50, 1),
+        // More than 65535 cells: the cut over cells must not be one long loop.
+        ([66, 32, 32], 3000, 3000, 1),
     ] {
         let config = BraidConfig::new(
             TorusConfig::new(dims)

@@ -139,7 +139,7 @@ impl Kernel {
 enum Launch {
     /// One workgroup (one invocation per torus).
     Single,
-    /// One workgroup per torus.
+    /// One workgroup per torus (`y` is the torus).
     PerTorus,
     /// Indirect, sized by the device at this byte offset of `dispatch`.
     Indirect(u64),
@@ -155,11 +155,11 @@ const INSTANT: [(Kernel, Launch); 16] = [
     (Kernel::ProcessInstant, Launch::Indirect(0)),
     (Kernel::PlanMerge, Launch::Single),
     (Kernel::CountDelays, Launch::Indirect(12)),
-    (Kernel::Cut, Launch::Single),
+    (Kernel::Cut, Launch::PerTorus),
     (Kernel::CountKeys, Launch::Indirect(12)),
-    (Kernel::Cut, Launch::Single),
+    (Kernel::Cut, Launch::PerTorus),
     (Kernel::CountKeys, Launch::Indirect(12)),
-    (Kernel::Cut, Launch::Single),
+    (Kernel::Cut, Launch::PerTorus),
     (Kernel::Alloc, Launch::Single),
     (Kernel::Merge, Launch::Indirect(12)),
     (Kernel::Advance, Launch::Single),
@@ -612,9 +612,9 @@ impl Resident {
                         "the adapter stopped a braid shader loop before its end (lavapipe \
                          ends every loop of an invocation after 65535 iterations in all): one \
                          cell received more events in one instant than this adapter can apply \
-                         (or the drop rule's cut over {} cells is too long for it); nothing \
-                         was changed; use --backend cpu or a GPU",
-                        self.params.cells
+                         in one invocation ({} cells, {} tori); nothing was changed; use \
+                         --backend cpu or a GPU",
+                        self.params.cells, self.params.tori
                     )));
                 }
                 if globals[G_DONE] != 0 {
