@@ -358,14 +358,20 @@ impl Braid {
             Some(r) if r.on(gpu) => Ok(r),
             _ => Resident::upload(gpu, &self.tori, self.now).map(Box::new),
         };
+        let mut timings = Vec::new();
         let result = resident.and_then(|mut r| {
-            self.run_device(&mut r, target)?;
+            self.run_device(&mut r, target, &mut timings)?;
             r.download(self.now, &mut self.tori)?;
             Ok(r)
         });
         match result {
             Ok(r) => {
                 self.gpu.0 = Some(r);
+                for (instants, ns) in timings {
+                    for (torus, &count) in self.tori.iter_mut().zip(&instants) {
+                        torus.record_instants(count, ns);
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
@@ -375,7 +381,14 @@ impl Braid {
         }
     }
 
-    fn run_device(&mut self, res: &mut Resident, target: u32) -> Result<(), BraidError> {
+    /// Runs the schedule on the device; `timings` collects, per segment, the instants each
+    /// torus processed and the wall time per instant (recorded once the run succeeds).
+    fn run_device(
+        &mut self,
+        res: &mut Resident,
+        target: u32,
+        timings: &mut Vec<(Vec<u64>, u64)>,
+    ) -> Result<(), BraidError> {
         while self.now < target {
             let next_exchange = self.last_exchange as u64 + self.control.interval() as u64;
             if self.now as u64 == next_exchange {
@@ -390,9 +403,7 @@ impl Braid {
                 self.busy_ns += ns;
                 self.timed_events += out.events;
                 let instants: u64 = out.instants.iter().sum();
-                for (torus, &count) in self.tori.iter_mut().zip(&out.instants) {
-                    torus.record_instants(count, ns / instants.max(1));
-                }
+                timings.push((out.instants, ns / instants.max(1)));
             }
             self.now = end;
         }
