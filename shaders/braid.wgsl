@@ -39,6 +39,17 @@ const G_CLOCK: u32 = 0u;
 const G_DONE: u32 = 1u;
 // Non-zero when a loop ended before its bound (lavapipe's loop limiter, see the top).
 const G_FAULT: u32 = 2u;
+// The longest destination run of the instant (any torus), set by braid_scan_cells.
+const G_MAXRUN: u32 = 3u;
+// Merge passes encoded so far this instant (braid_next_pass counts them).
+const G_PASS: u32 = 4u;
+// The apply round under way, and how many the instant needs (its longest run in chunks).
+const G_ROUND: u32 = 5u;
+const G_ROUNDS: u32 = 6u;
+// Non-zero while an instant's runs still have chunks to apply: every kernel but
+// braid_process_instant and braid_end_round does nothing, so the steps encoded for the next
+// instants carry on the rounds until the instant is applied.
+const G_HOLD: u32 = 7u;
 const GLOBALS: u32 = 16u;
 const C_PROC_LO: u32 = 0u;
 const C_PROC_HI: u32 = 1u;
@@ -63,6 +74,11 @@ const C_FAR: u32 = 18u;
 const HEAD: u32 = 32u;
 // Selection level 3: nothing left to cut.
 const LEVEL_DONE: u32 = 3u;
+// Runs are ordered in tiles of TILE events, then merged pairwise (braid_merge_pass).
+const TILE: u32 = 256u;
+// Loop iterations one invocation of braid_process_instant makes per round, about: a run is
+// applied in chunks of BUDGET / (out-degree + 1) events.
+const BUDGET: u32 = 4096u;
 
 // cells: per (torus, cell) CELL words.
 const CELL: u32 = 6u;
@@ -123,6 +139,7 @@ struct Params {
 
 var<workgroup> wg_acc: atomic<u32>;
 var<workgroup> wg_flag: u32;
+var<workgroup> wg_hold: u32;
 var<workgroup> wg_sums: array<u32, 256>;
 // braid_cut: the chunk where the count passes `need`, and the count before it.
 var<workgroup> wg_pick: vec2<u32>;
@@ -194,6 +211,19 @@ fn check_loop(reached: u32, bound: u32) {
     }
 }
 
+// The instant is between apply rounds (see G_HOLD).
+fn holding() -> bool {
+    return ld(G_HOLD) != 0u;
+}
+
+// holding(), uniform over the workgroup (for kernels with barriers).
+fn holding_wg(li: u32) -> bool {
+    if (li == 0u) {
+        wg_hold = ld(G_HOLD);
+    }
+    return workgroupUniformLoad(&wg_hold) != 0u;
+}
+
 fn groups_for(n: u32) -> u32 {
     return min((n + WG - 1u) / WG, 65535u);
 }
@@ -204,6 +234,9 @@ fn biased(p: u32) -> u32 {
 
 @compute @workgroup_size(64)
 fn braid_begin_instant(@builtin(local_invocation_index) li: u32) {
+    if (holding_wg(li)) {
+        return;
+    }
     let done = ld(G_DONE) != 0u;
     let s = ld(G_CLOCK) % prm.slots;
     if (li < prm.tori) {
@@ -218,6 +251,8 @@ fn braid_begin_instant(@builtin(local_invocation_index) li: u32) {
     }
     workgroupBarrier();
     if (li == 0u) {
+        st(G_MAXRUN, 0u);
+        st(G_PASS, 0u);
         dispatch[0] = groups_for(atomicLoad(&wg_acc));
         dispatch[1] = prm.tori;
         dispatch[2] = 1u;
@@ -227,6 +262,9 @@ fn braid_begin_instant(@builtin(local_invocation_index) li: u32) {
 @compute @workgroup_size(64)
 fn braid_count_dst(@builtin(global_invocation_id) gid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
     let torus = gid.y;
     let n = ld(at(torus, C_NT));
     let s = ld(G_CLOCK) % prm.slots;
@@ -241,6 +279,9 @@ fn braid_count_dst(@builtin(global_invocation_id) gid: vec3<u32>,
 fn braid_scan_cells(@builtin(local_invocation_index) li: u32,
                     @builtin(workgroup_id) wid: vec3<u32>) {
     let torus = wid.y;
+    if (holding_wg(li)) {
+        return;
+    }
     if (li == 0u) {
         wg_flag = ld(at(torus, C_NT));
     }
@@ -269,19 +310,26 @@ fn braid_scan_cells(@builtin(local_invocation_index) li: u32,
     }
     workgroupBarrier();
     var run = wg_sums[li];
+    var longest = 0u;
     for (c = c0; c < c1; c = c + 1u) {
         atomicStore(&cells[cell_at(torus, c, K_START)], run);
         atomicStore(&cells[cell_at(torus, c, K_CURSOR)], run);
         // Counts go back to zero for the next instant (the run's length is then
         // cursor - start, once the events are scattered).
-        run = run + atomicExchange(&cells[cell_at(torus, c, K_COUNT)], 0u);
+        let k = atomicExchange(&cells[cell_at(torus, c, K_COUNT)], 0u);
+        longest = max(longest, k);
+        run = run + k;
     }
     check_loop(c, c1);
+    atomicMax(&ctl[G_MAXRUN], longest);
 }
 
 @compute @workgroup_size(64)
 fn braid_scatter_dst(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
     let torus = gid.y;
     let n = ld(at(torus, C_NT));
     let s = ld(G_CLOCK) % prm.slots;
@@ -296,100 +344,250 @@ fn braid_scatter_dst(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// Orders each destination's run by (src, payload as signed): every event counts the events
-// of its run that come before it (ties by position) and moves from `em` (grouped by dst)
-// to its place in `sorted`. Per invocation the work is the run's length, not its square:
-// lavapipe stops every loop of an invocation after 65535 iterations in all.
+// (src, payload as signed) of event 1 before that of event 2 (the order inside a run).
+fn key_less(s1: u32, p1: u32, s2: u32, p2: u32) -> bool {
+    return s1 < s2 || (s1 == s2 && biased(p1) < biased(p2));
+}
+
+// Word w of the instant's event i, in `em` or in `sorted` (the merge passes go back and
+// forth between the two).
+fn ev_get(in_em: bool, torus: u32, i: u32, w: u32) -> u32 {
+    if (in_em) {
+        return em[em_at(torus, i) + w];
+    }
+    return sorted[(torus * prm.max_pending + i) * 3u + w];
+}
+
+fn ev_put(in_em: bool, torus: u32, i: u32, dst: u32, src: u32, pay: u32) {
+    if (in_em) {
+        let o = em_at(torus, i);
+        em[o] = dst;
+        em[o + 1u] = src;
+        em[o + 2u] = pay;
+    } else {
+        let o = (torus * prm.max_pending + i) * 3u;
+        sorted[o] = dst;
+        sorted[o + 1u] = src;
+        sorted[o + 2u] = pay;
+    }
+}
+
+// Orders each destination's run by (src, payload as signed) in tiles of TILE events (from
+// the run's start): every event counts the events of its tile that come before it (ties by
+// position) and moves from `em` (grouped by dst) to its place in `sorted`. The merge passes
+// then merge the tiles of the longer runs.
 @compute @workgroup_size(64)
 fn braid_order_runs(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
     let torus = gid.y;
     let n = ld(at(torus, C_NT));
     for (var j = gid.x; j < n; j = j + nwg.x * WG) {
         let o = em_at(torus, j);
         let dst = em[o];
         let src = em[o + 1u];
-        let pay = biased(em[o + 2u]);
+        let pay = em[o + 2u];
         let start = atomicLoad(&cells[cell_at(torus, dst, K_START)]);
         let end = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)]);
+        let t0 = start + (j - start) / TILE * TILE;
+        let t1 = min(t0 + TILE, end);
         var rank = 0u;
-        var k = start;
-        for (; k < end; k = k + 1u) {
+        var k = t0;
+        for (; k < t1; k = k + 1u) {
             let q = em_at(torus, k);
             let s2 = em[q + 1u];
-            let p2 = biased(em[q + 2u]);
-            if (s2 < src || (s2 == src && (p2 < pay || (p2 == pay && k < j)))) {
+            let p2 = em[q + 2u];
+            if (key_less(s2, p2, src, pay) || (s2 == src && p2 == pay && k < j)) {
                 rank = rank + 1u;
             }
         }
-        check_loop(k, end);
-        let w = (torus * prm.max_pending + start + rank) * 3u;
-        sorted[w] = dst;
-        sorted[w + 1u] = src;
-        sorted[w + 2u] = em[o + 2u];
+        check_loop(k, t1);
+        ev_put(false, torus, t0 + rank, dst, src, pay);
     }
 }
 
-// One invocation per (torus, dst) run of the instant (the invocation at the run's first
-// event): SPEC §3.1 applied to the run's events, already in total order.
+// Merge pass G_PASS: within every run, sorted blocks of TILE << G_PASS events (from the
+// run's start) merge pairwise into the other buffer (pass 0 reads `sorted`, pass 1 `em`,
+// ...). Each event finds its place by a binary search in the other block of its pair
+// (left-block events before equal right-block ones), so no invocation loops more than about
+// 32 times. A pass does nothing when no run of the instant is longer than its blocks.
+@compute @workgroup_size(64)
+fn braid_merge_pass(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
+    let merge = ld(G_PASS);
+    // Blocks of 2^31 events would overflow (runs are far shorter: max_pending).
+    if (merge >= 23u) {
+        return;
+    }
+    let width = TILE << merge;
+    if (ld(G_MAXRUN) <= width) {
+        return;
+    }
+    let from_em = (merge & 1u) != 0u;
+    let torus = gid.y;
+    let n = ld(at(torus, C_NT));
+    for (var j = gid.x; j < n; j = j + nwg.x * WG) {
+        let dst = ev_get(from_em, torus, j, 0u);
+        let src = ev_get(from_em, torus, j, 1u);
+        let pay = ev_get(from_em, torus, j, 2u);
+        let start = atomicLoad(&cells[cell_at(torus, dst, K_START)]);
+        let end = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)]);
+        var out = j;
+        if (end - start > width) {
+            let pb = start + (j - start) / (2u * width) * (2u * width);
+            let mid = min(pb + width, end);
+            let hi = min(mid + width, end);
+            let left = j < mid;
+            // The other block: [mid, hi) for a left event, [pb, mid) for a right one; pos is
+            // the first of its events that goes after this one.
+            var lo = mid;
+            var up = hi;
+            if (!left) {
+                lo = pb;
+                up = mid;
+            }
+            var steps = 0u;
+            for (; lo < up && steps < 40u; steps = steps + 1u) {
+                let m = lo + (up - lo) / 2u;
+                let s2 = ev_get(from_em, torus, m, 1u);
+                let p2 = ev_get(from_em, torus, m, 2u);
+                var before: bool;
+                if (left) {
+                    before = key_less(s2, p2, src, pay);
+                } else {
+                    before = !key_less(src, pay, s2, p2);
+                }
+                if (before) {
+                    lo = m + 1u;
+                } else {
+                    up = m;
+                }
+            }
+            // 40 steps cover any block: stopping with lo < up means the adapter cut it.
+            if (lo < up) {
+                atomicMax(&ctl[G_FAULT], 1u);
+            }
+            out = j + lo - mid;
+        }
+        ev_put(!from_em, torus, out, dst, src, pay);
+    }
+}
+
+// Counts the merge passes encoded (so far) this instant.
+@compute @workgroup_size(64)
+fn braid_next_pass(@builtin(local_invocation_index) li: u32) {
+    if (li == 0u && !holding()) {
+        st(G_PASS, ld(G_PASS) + 1u);
+    }
+}
+
+// After the merge passes: when an odd number of them did something, the ordered instant is
+// in `em`; it goes back to `sorted` (emission writes `em`).
+@compute @workgroup_size(64)
+fn braid_order_done(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
+    let passes = min(ld(G_PASS), 23u);
+    let longest = ld(G_MAXRUN);
+    var done = 0u;
+    for (var p = 0u; p < passes; p = p + 1u) {
+        if (longest > (TILE << p)) {
+            done = done + 1u;
+        }
+    }
+    if ((done & 1u) == 0u) {
+        return;
+    }
+    let torus = gid.y;
+    let n = ld(at(torus, C_NT));
+    for (var j = gid.x; j < n; j = j + nwg.x * WG) {
+        let o = em_at(torus, j);
+        ev_put(false, torus, j, em[o], em[o + 1u], em[o + 2u]);
+    }
+}
+
+// Apply round G_ROUND of the instant: every (torus, dst) run applies its chunk G_ROUND (of
+// BUDGET / (out-degree + 1) events; the invocation at the chunk's first event) of SPEC
+// §3.1's update, in the run's total order. The process state and the out-edge delays carry
+// over between rounds in their buffers; each run's block of `em` is reserved in round 0.
 @compute @workgroup_size(64)
 fn braid_process_instant(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
     let torus = gid.y;
     let n = ld(at(torus, C_NT));
     let base = torus * prm.max_pending;
+    let round = ld(G_ROUND);
     for (var j = gid.x; j < n; j = j + nwg.x * WG) {
-        // Runs are sorted in place, but every event of a run has the run's dst.
+        // Every event of a run has the run's dst.
         let dst = sorted[(base + j) * 3u];
-        if (j == 0u || sorted[(base + j - 1u) * 3u] != dst) {
-            process_run(torus, dst, base + j);
+        let start = atomicLoad(&cells[cell_at(torus, dst, K_START)]);
+        let count = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)]) - start;
+        let row = torus * (prm.cells + 1u) + dst;
+        let chunk = max(1u, BUDGET / (edge_start[row + 1u] - edge_start[row] + 1u));
+        let rel = j - start;
+        if (rel % chunk == 0u && rel / chunk == round) {
+            if (round == 0u) {
+                atomicMax(&ctl[G_ROUNDS], (count + chunk - 1u) / chunk);
+            }
+            process_chunk(torus, dst, base + start, count, rel, min(chunk, count - rel));
         }
     }
 }
 
-// The run of `dst` starting at event r0 of `sorted`.
-fn process_run(torus: u32, dst: u32, r0: u32) {
-    let count = atomicLoad(&cells[cell_at(torus, dst, K_CURSOR)])
-        - atomicLoad(&cells[cell_at(torus, dst, K_START)]);
+// Events a0 .. a0 + len of the run of `dst` (count events from event r0 of `sorted`).
+fn process_chunk(torus: u32, dst: u32, r0: u32, count: u32, a0: u32, len: u32) {
+    let a1 = a0 + len;
     // The process update; each event's output replaces its src (no longer needed).
     let pi = (torus * prm.cells + dst) * 4u;
     if (procs[pi + 3u] != 0u) {
         var state = procs[pi];
         var acc = bitcast<i32>(procs[pi + 1u]);
-        var a = 0u;
-        for (; a < count; a = a + 1u) {
+        var a = a0;
+        for (; a < a1; a = a + 1u) {
             let p = sorted[(r0 + a) * 3u + 2u];
             state = (state * 31u + p) ^ (state >> 3u);
             acc = acc + bitcast<i32>(p);
             sorted[(r0 + a) * 3u + 1u] = bitcast<u32>(i32(state & 0xFFu) + 1);
         }
-        check_loop(a, count);
+        check_loop(a, a1);
         procs[pi] = state;
         procs[pi + 1u] = bitcast<u32>(acc);
-        procs[pi + 2u] = procs[pi + 2u] + count;
+        procs[pi + 2u] = procs[pi + 2u] + len;
     } else {
-        var a = 0u;
-        for (; a < count; a = a + 1u) {
+        var a = a0;
+        for (; a < a1; a = a + 1u) {
             let p = bitcast<i32>(sorted[(r0 + a) * 3u + 2u]);
             sorted[(r0 + a) * 3u + 1u] = bitcast<u32>(p + 1);
         }
-        check_loop(a, count);
+        check_loop(a, a1);
     }
     // Each out-edge in order: its delay adapts event by event; one contiguous block of
-    // `em` per run, edge-major.
+    // `em` per run, edge-major (event a of edge e at (e - e0) * count + a).
     let row = torus * (prm.cells + 1u) + dst;
     let e0 = edge_start[row];
     let e1 = edge_start[row + 1u];
-    let total = count * (e1 - e0);
-    let em0 = atomicAdd(&ctl[at(torus, C_EM)], total);
-    atomicStore(&cells[cell_at(torus, dst, K_EM_BASE)], em0);
-    atomicStore(&cells[cell_at(torus, dst, K_EM_LEN)], total);
+    var em0: u32;
+    if (a0 == 0u) {
+        let total = count * (e1 - e0);
+        em0 = atomicAdd(&ctl[at(torus, C_EM)], total);
+        atomicStore(&cells[cell_at(torus, dst, K_EM_BASE)], em0);
+        atomicStore(&cells[cell_at(torus, dst, K_EM_LEN)], total);
+    } else {
+        em0 = atomicLoad(&cells[cell_at(torus, dst, K_EM_BASE)]);
+    }
     var e = e0;
     for (; e < e1; e = e + 1u) {
         let to = edges[e * 2u];
         var d = edges[e * 2u + 1u];
-        var a = 0u;
-        for (; a < count; a = a + 1u) {
+        var a = a0;
+        for (; a < a1; a = a + 1u) {
             let p = bitcast<i32>(sorted[(r0 + a) * 3u + 2u]);
             if (p > 0) {
                 d = max(1u, d - 1u);
@@ -399,10 +597,27 @@ fn process_run(torus: u32, dst: u32, r0: u32) {
             em_put(em_at(torus, em0 + (e - e0) * count + a), d, to, dst,
                    sorted[(r0 + a) * 3u + 1u]);
         }
-        check_loop(a, count);
+        check_loop(a, a1);
         edges[e * 2u + 1u] = d;
     }
     check_loop(e, e1);
+}
+
+// After an apply round: the next round, holding the rest of the pipeline (G_HOLD) while
+// some run has chunks left; else the instant goes on.
+@compute @workgroup_size(64)
+fn braid_end_round(@builtin(local_invocation_index) li: u32) {
+    if (li == 0u) {
+        let next = ld(G_ROUND) + 1u;
+        if (next < ld(G_ROUNDS)) {
+            st(G_ROUND, next);
+            st(G_HOLD, 1u);
+        } else {
+            st(G_ROUND, 0u);
+            st(G_ROUNDS, 0u);
+            st(G_HOLD, 0u);
+        }
+    }
 }
 
 // Sets the indirect size over `em` to the largest count of any torus.
@@ -422,6 +637,9 @@ fn dispatch_em(li: u32, m: u32) {
 // (max_pending minus what is still pending), only the smallest in total order are kept.
 @compute @workgroup_size(64)
 fn braid_plan_merge(@builtin(local_invocation_index) li: u32) {
+    if (holding_wg(li)) {
+        return;
+    }
     var m = 0u;
     if (li < prm.tori) {
         let n = ld(at(li, C_NT));
@@ -465,6 +683,9 @@ fn braid_plan_inject(@builtin(local_invocation_index) li: u32) {
 @compute @workgroup_size(64)
 fn braid_count_delays(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
     let torus = gid.y;
     let m = ld(at(torus, C_EM));
     for (var i = gid.x; i < m; i = i + nwg.x * WG) {
@@ -478,6 +699,9 @@ fn braid_count_delays(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(64)
 fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
     let torus = gid.y;
     let level = ld(at(torus, C_LEVEL));
     if (level != 1u && level != 2u) {
@@ -508,6 +732,9 @@ fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
 fn braid_cut(@builtin(local_invocation_index) li: u32,
              @builtin(workgroup_id) wid: vec3<u32>) {
     let torus = wid.y;
+    if (holding_wg(li)) {
+        return;
+    }
     if (li == 0u) {
         wg_flag = ld(at(torus, C_LEVEL));
     }
@@ -587,7 +814,7 @@ fn braid_cut(@builtin(local_invocation_index) li: u32,
 // the pages its kept events need, and clears the delay histogram.
 @compute @workgroup_size(64)
 fn braid_alloc(@builtin(local_invocation_index) li: u32) {
-    if (li >= prm.tori) {
+    if (li >= prm.tori || holding()) {
         return;
     }
     let torus = li;
@@ -640,6 +867,9 @@ fn braid_alloc(@builtin(local_invocation_index) li: u32) {
 @compute @workgroup_size(64)
 fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (holding()) {
+        return;
+    }
     let torus = gid.y;
     let m = ld(at(torus, C_EM));
     let clock = ld(G_CLOCK);
@@ -698,6 +928,9 @@ fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
 // (and done) when there is none below it.
 @compute @workgroup_size(64)
 fn braid_advance(@builtin(local_invocation_index) li: u32) {
+    if (holding_wg(li)) {
+        return;
+    }
     if (li == 0u) {
         atomicStore(&wg_acc, NONE);
     }

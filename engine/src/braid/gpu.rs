@@ -18,9 +18,11 @@
 //!   `proj` (exchange inputs).
 //!
 //! The host drives: per segment (up to the next exchange, target or far-future injection)
-//! it writes the end instant and encodes batches of instants (16 dispatches each; past the
-//! end they do nothing), reading back two words per batch to see whether the clock got
-//! there. At an exchange it runs `braid_project` and reads back the counters, the acc sums
+//! it writes the end instant and encodes batches of instants (18 dispatches each plus two per
+//! merge pass; past the end they do nothing), reading back three words per batch to see
+//! whether the clock got there. Runs of a cell longer than one apply chunk take the steps of
+//! the next encoded instants as further apply rounds (`G_HOLD` in the shader), so a batch may
+//! process fewer instants than it encodes; the host only loops until the clock is there. At an exchange it runs `braid_project` and reads back the counters, the acc sums
 //! and the two faces; the projections, violations, corrective events and the interval are
 //! the host's (the same code as the CPU backend), and corrective events go back as one
 //! injection. After a run the whole state is read back into the host tori (so digests,
@@ -64,7 +66,11 @@ enum Kernel {
     ScanCells,
     ScatterDst,
     OrderRuns,
+    MergePass,
+    NextPass,
+    OrderDone,
     ProcessInstant,
+    EndRound,
     PlanMerge,
     PlanInject,
     CountDelays,
@@ -77,13 +83,17 @@ enum Kernel {
 }
 
 impl Kernel {
-    const ALL: [Kernel; 15] = [
+    const ALL: [Kernel; 19] = [
         Kernel::BeginInstant,
         Kernel::CountDst,
         Kernel::ScanCells,
         Kernel::ScatterDst,
         Kernel::OrderRuns,
+        Kernel::MergePass,
+        Kernel::NextPass,
+        Kernel::OrderDone,
         Kernel::ProcessInstant,
+        Kernel::EndRound,
         Kernel::PlanMerge,
         Kernel::PlanInject,
         Kernel::CountDelays,
@@ -102,7 +112,11 @@ impl Kernel {
             Kernel::ScanCells => "braid_scan_cells",
             Kernel::ScatterDst => "braid_scatter_dst",
             Kernel::OrderRuns => "braid_order_runs",
+            Kernel::MergePass => "braid_merge_pass",
+            Kernel::NextPass => "braid_next_pass",
+            Kernel::OrderDone => "braid_order_done",
             Kernel::ProcessInstant => "braid_process_instant",
+            Kernel::EndRound => "braid_end_round",
             Kernel::PlanMerge => "braid_plan_merge",
             Kernel::PlanInject => "braid_plan_inject",
             Kernel::CountDelays => "braid_count_delays",
@@ -122,7 +136,9 @@ impl Kernel {
             Kernel::CountDst => &[0, 1, 2, 8, 9],
             Kernel::ScanCells | Kernel::Cut => &[0, 1, 2],
             Kernel::ScatterDst => &[0, 1, 2, 7, 8, 9],
-            Kernel::OrderRuns => &[0, 1, 2, 6, 7],
+            Kernel::OrderRuns | Kernel::MergePass => &[0, 1, 2, 6, 7],
+            Kernel::OrderDone => &[0, 1, 6, 7],
+            Kernel::NextPass | Kernel::EndRound => &[1],
             Kernel::ProcessInstant => &[0, 1, 2, 3, 4, 5, 6, 7],
             Kernel::CountDelays => &[0, 1, 7],
             Kernel::CountKeys => &[0, 1, 2, 7],
@@ -145,14 +161,26 @@ enum Launch {
     Indirect(u64),
 }
 
-/// One instant, in order.
-const INSTANT: [(Kernel, Launch); 16] = [
+/// Events per tile of a run ordered in one invocation (`TILE` in the shader).
+const TILE: u64 = 256;
+
+/// One instant, in order: the merge passes (`passes` of them, see [`merge_passes`]) come
+/// between `OrderRuns` and `OrderDone`.
+const INSTANT_HEAD: [(Kernel, Launch); 5] = [
     (Kernel::BeginInstant, Launch::Single),
     (Kernel::CountDst, Launch::Indirect(0)),
     (Kernel::ScanCells, Launch::PerTorus),
     (Kernel::ScatterDst, Launch::Indirect(0)),
     (Kernel::OrderRuns, Launch::Indirect(0)),
+];
+const MERGE_PASS: [(Kernel, Launch); 2] = [
+    (Kernel::MergePass, Launch::Indirect(0)),
+    (Kernel::NextPass, Launch::Single),
+];
+const INSTANT_TAIL: [(Kernel, Launch); 13] = [
+    (Kernel::OrderDone, Launch::Indirect(0)),
     (Kernel::ProcessInstant, Launch::Indirect(0)),
+    (Kernel::EndRound, Launch::Single),
     (Kernel::PlanMerge, Launch::Single),
     (Kernel::CountDelays, Launch::Indirect(12)),
     (Kernel::Cut, Launch::PerTorus),
@@ -164,6 +192,25 @@ const INSTANT: [(Kernel, Launch); 16] = [
     (Kernel::Merge, Launch::Indirect(12)),
     (Kernel::Advance, Launch::Single),
 ];
+
+/// Merge passes that order runs of up to `max_pending` events from tiles of [`TILE`].
+fn merge_passes(max_pending: u64) -> u32 {
+    let mut passes = 0;
+    while TILE << passes < max_pending {
+        passes += 1;
+    }
+    passes
+}
+
+/// The steps of one instant for runs of up to `max_pending` events.
+fn instant_steps(max_pending: u64) -> Vec<(Kernel, Launch)> {
+    let mut steps = INSTANT_HEAD.to_vec();
+    for _ in 0..merge_passes(max_pending) {
+        steps.extend_from_slice(&MERGE_PASS);
+    }
+    steps.extend_from_slice(&INSTANT_TAIL);
+    steps
+}
 
 /// Host-written injections.
 const INJECT: [(Kernel, Launch); 4] = [
@@ -230,6 +277,8 @@ pub(crate) struct Resident {
     /// Per kernel (in `Kernel::ALL` order): pipeline and bind group.
     kernels: Vec<(std::sync::Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
     readback: Readback,
+    /// The steps of one instant.
+    instant: Vec<(Kernel, Launch)>,
     /// Per torus: events beyond the ring, by instant.
     far: Vec<BTreeMap<u32, Vec<Event>>>,
     /// Per torus: its first edge in `edges`, processes, edges.
@@ -456,6 +505,7 @@ impl Resident {
             buffers,
             kernels,
             readback: Readback::default(),
+            instant: instant_steps(max_pending),
             far,
             edge0,
             processes: tori.iter().map(Torus::processes).collect(),
@@ -605,15 +655,16 @@ impl Resident {
             self.write_ctl(G_CLOCK, &[at, 0]);
             let mut batch = FIRST_BATCH;
             loop {
-                self.run("processing braid instants", &INSTANT, batch)?;
+                let steps = self.instant.clone();
+                self.run("processing braid instants", &steps, batch)?;
                 let globals = self.read_words(B_CTL, 3)?;
                 if globals[G_FAULT] != 0 {
                     return Err(device_error(format!(
                         "the adapter stopped a braid shader loop before its end (lavapipe \
-                         ends every loop of an invocation after 65535 iterations in all): one \
-                         cell received more events in one instant than this adapter can apply \
-                         in one invocation ({} cells, {} tori); nothing was changed; use \
-                         --backend cpu or a GPU",
+                         ends every loop of an invocation after 65535 iterations in all): a \
+                         cell with more out-edges or more events at the cut of the drop rule \
+                         than this adapter can loop over in one invocation ({} cells, {} \
+                         tori); nothing was changed; use --backend cpu or a GPU",
                         self.params.cells, self.params.tori
                     )));
                 }
@@ -910,8 +961,25 @@ mod test {
             );
             assert!(k.entry().starts_with("braid_"));
         }
-        for (k, _) in INSTANT.iter().chain(&INJECT) {
+        for (k, _) in instant_steps(1 << 20).iter().chain(&INJECT) {
             assert!(Kernel::ALL.contains(k));
+        }
+    }
+
+    #[test]
+    fn merge_passes_cover_max_pending() {
+        assert_eq!(merge_passes(1), 0);
+        assert_eq!(merge_passes(TILE), 0);
+        assert_eq!(merge_passes(TILE + 1), 1);
+        assert_eq!(merge_passes(65536), 8);
+        assert_eq!(merge_passes(1 << 28), 20);
+        for k in Kernel::ALL {
+            assert!(
+                instant_steps(65536).iter().any(|&(s, _)| s == k)
+                    || INJECT.iter().any(|&(s, _)| s == k)
+                    || k == Kernel::Project,
+                "{k:?} never runs"
+            );
         }
     }
 
