@@ -34,7 +34,7 @@ const NONE: u32 = 0xFFFFFFFFu;
 const SIGN: u32 = 0x80000000u;
 
 // ctl: GLOBALS words, then per torus `ctl_stride` words: HEAD fields, slot counts (slots
-// words), histogram per delay (slots words).
+// words), histogram per delay (slots words), 256 bins of a payload byte (the cut).
 const G_CLOCK: u32 = 0u;
 const G_DONE: u32 = 1u;
 // Non-zero when a loop ended before its bound (lavapipe's loop limiter, see the top).
@@ -71,9 +71,14 @@ const C_INJ_DROPPED: u32 = 16u;
 const C_SELECT: u32 = 17u;
 // Events still waiting on the host (beyond the ring): they count in pending.
 const C_FAR: u32 = 18u;
+// Levels 3 to 6 of the cut: the cut payload (biased), a byte a level from the top; events
+// equal to the whole cut key kept so far.
+const C_CUT_PAY: u32 = 19u;
+const C_CUT_TAKEN: u32 = 20u;
 const HEAD: u32 = 32u;
-// Selection level 3: nothing left to cut.
-const LEVEL_DONE: u32 = 3u;
+// Selection levels: 0 delay, 1 dst, 2 src, 3 to 6 the payload's bytes; 7: nothing left to
+// cut.
+const LEVEL_DONE: u32 = 7u;
 // Runs are ordered in tiles of TILE events, then merged pairwise (braid_merge_pass).
 const TILE: u32 = 256u;
 // Loop iterations one invocation of braid_process_instant makes per round, about: a run is
@@ -172,6 +177,24 @@ fn slot_count(torus: u32, s: u32) -> u32 {
 
 fn hist(torus: u32, d: u32) -> u32 {
     return at(torus, HEAD + prm.slots + d);
+}
+
+fn pay_bin(torus: u32, b: u32) -> u32 {
+    return at(torus, HEAD + 2u * prm.slots + b);
+}
+
+// Bit position of the payload byte that cut level `level` (3 to 6) bins.
+fn pay_shift(level: u32) -> u32 {
+    return 8u * (6u - level);
+}
+
+// Biased payload p agrees with the cut payload on the bytes above level `level`'s.
+fn pay_prefix_ok(level: u32, p: u32, cut: u32) -> bool {
+    if (level == 3u) {
+        return true;
+    }
+    let s = pay_shift(level) + 8u;
+    return (p >> s) == (cut >> s);
 }
 
 fn cell_at(torus: u32, c: u32, field: u32) -> u32 {
@@ -653,6 +676,8 @@ fn braid_plan_merge(@builtin(local_invocation_index) li: u32) {
             add64(at(li, C_DROP_LO), m - budget);
             st(at(li, C_SELECT), 1u);
             st(at(li, C_LEVEL), 0u);
+            st(at(li, C_CUT_PAY), 0u);
+            st(at(li, C_CUT_TAKEN), 0u);
             st(at(li, C_NEED), budget);
         } else {
             st(at(li, C_SELECT), 0u);
@@ -695,7 +720,8 @@ fn braid_count_delays(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // Level 1: per destination among the events at the cut delay; level 2: per source among
-// those at the cut (delay, dst).
+// those at the cut (delay, dst); levels 3 to 6: per payload byte among those at the cut
+// (delay, dst, src) and the bytes of the cut payload found so far.
 @compute @workgroup_size(64)
 fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -704,9 +730,11 @@ fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let torus = gid.y;
     let level = ld(at(torus, C_LEVEL));
-    if (level != 1u && level != 2u) {
+    if (level == 0u || level >= LEVEL_DONE) {
         return;
     }
+    let cut_src = ld(at(torus, C_CUT_SRC));
+    let cut_pay = ld(at(torus, C_CUT_PAY));
     let m = ld(at(torus, C_EM));
     let cut_d = ld(at(torus, C_CUT_D));
     let cut_dst = ld(at(torus, C_CUT_DST));
@@ -717,8 +745,15 @@ fn braid_count_keys(@builtin(global_invocation_id) gid: vec3<u32>,
         }
         if (level == 1u) {
             atomicAdd(&cells[cell_at(torus, em[w] & LOW24, K_BIN)], 1u);
-        } else if ((em[w] & LOW24) == cut_dst) {
+        } else if ((em[w] & LOW24) != cut_dst) {
+            continue;
+        } else if (level == 2u) {
             atomicAdd(&cells[cell_at(torus, em[w + 1u] & LOW24, K_BIN)], 1u);
+        } else if ((em[w + 1u] & LOW24) == cut_src) {
+            let p = biased(em[w + 2u]);
+            if (pay_prefix_ok(level, p, cut_pay)) {
+                atomicAdd(&ctl[pay_bin(torus, (p >> pay_shift(level)) & 0xFFu)], 1u);
+            }
         }
     }
 }
@@ -758,6 +793,28 @@ fn braid_cut(@builtin(local_invocation_index) li: u32,
             st(at(torus, C_NEED), need - cum);
             st(at(torus, C_LEVEL), 1u);
         }
+        return;
+    }
+    if (level >= 3u) {
+        // 256 bins of one payload byte: thread 0 finds the byte, then each thread clears
+        // one bin.
+        if (li == 0u) {
+            var cum = 0u;
+            var pick = 255u;
+            for (var b = 0u; b < 256u; b = b + 1u) {
+                let h = ld(pay_bin(torus, b));
+                if (cum + h > need) {
+                    pick = b;
+                    break;
+                }
+                cum = cum + h;
+            }
+            st(at(torus, C_CUT_PAY), ld(at(torus, C_CUT_PAY)) | (pick << pay_shift(level)));
+            st(at(torus, C_NEED), need - cum);
+            st(at(torus, C_LEVEL), level + 1u);
+        }
+        workgroupBarrier();
+        st(pay_bin(torus, li), 0u);
         return;
     }
     let chunk = (prm.cells + 255u) / 256u;
@@ -878,6 +935,7 @@ fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
     let cut_dst = ld(at(torus, C_CUT_DST));
     let cut_src = ld(at(torus, C_CUT_SRC));
     let need = ld(at(torus, C_NEED));
+    let cut_pay = ld(at(torus, C_CUT_PAY));
     for (var i = gid.x; i < m; i = i + nwg.x * WG) {
         let w = em_at(torus, i);
         let d = em_delay(w);
@@ -892,25 +950,11 @@ fn braid_merge(@builtin(global_invocation_id) gid: vec3<u32>,
                 keep = to < cut_dst;
             } else if (src != cut_src) {
                 keep = src < cut_src;
+            } else if (biased(pay) != cut_pay) {
+                keep = biased(pay) < cut_pay;
             } else {
-                // Rank among the events at the cut (delay, dst, src): all come from the
-                // run of cell src, so from its block of `em`.
-                let b0 = atomicLoad(&cells[cell_at(torus, src, K_EM_BASE)]);
-                let b1 = b0 + atomicLoad(&cells[cell_at(torus, src, K_EM_LEN)]);
-                var rank = 0u;
-                var k = b0;
-                for (; k < b1; k = k + 1u) {
-                    let v = em_at(torus, k);
-                    if (k == i || em[v] != em[w] || em[v + 1u] != em[w + 1u]) {
-                        continue;
-                    }
-                    let bk = biased(em[v + 2u]);
-                    if (bk < biased(pay) || (bk == biased(pay) && k < i)) {
-                        rank = rank + 1u;
-                    }
-                }
-                check_loop(k, b1);
-                keep = rank < need;
+                // Events equal to the whole cut key are the same event: any `need` of them.
+                keep = atomicAdd(&ctl[at(torus, C_CUT_TAKEN)], 1u) < need;
             }
         }
         if (keep) {

@@ -12,13 +12,13 @@
 //!   than the ring (injections only) wait on the host and go in when the clock comes within
 //!   `max_delay` of them.
 //! - `ctl`: the clock, a done flag, and per torus the counters (u64 as two words), pending,
-//!   the capacity cut, slot counts and a per-delay histogram.
+//!   the capacity cut, slot counts, a per-delay histogram and 256 bins of a payload byte.
 //! - scratch: `cells` (per cell counts, offsets, selection bins), `sorted` (the instant
 //!   grouped by destination), `em` (emitted or injected events), `dispatch` (indirect sizes),
 //!   `proj` (exchange inputs).
 //!
 //! The host drives: per segment (up to the next exchange, target or far-future injection)
-//! it writes the end instant and encodes batches of instants (18 dispatches each plus two per
+//! it writes the end instant and encodes batches of instants (26 dispatches each plus two per
 //! merge pass; past the end they do nothing), reading back three words per batch to see
 //! whether the clock got there. Runs of a cell longer than one apply chunk take the steps of
 //! the next encoded instants as further apply rounds (`G_HOLD` in the shader), so a batch may
@@ -143,7 +143,7 @@ impl Kernel {
             Kernel::CountDelays => &[0, 1, 7],
             Kernel::CountKeys => &[0, 1, 2, 7],
             Kernel::Alloc => &[0, 1, 9],
-            Kernel::Merge => &[0, 1, 2, 7, 8, 9],
+            Kernel::Merge => &[0, 1, 7, 8, 9],
             Kernel::Advance => &[0, 1],
             Kernel::Project => &[0, 3, 11],
         }
@@ -177,12 +177,21 @@ const MERGE_PASS: [(Kernel, Launch); 2] = [
     (Kernel::MergePass, Launch::Indirect(0)),
     (Kernel::NextPass, Launch::Single),
 ];
-const INSTANT_TAIL: [(Kernel, Launch); 13] = [
+const INSTANT_TAIL: [(Kernel, Launch); 21] = [
     (Kernel::OrderDone, Launch::Indirect(0)),
     (Kernel::ProcessInstant, Launch::Indirect(0)),
     (Kernel::EndRound, Launch::Single),
     (Kernel::PlanMerge, Launch::Single),
     (Kernel::CountDelays, Launch::Indirect(12)),
+    // The cut: delay, dst, src, then the payload's four bytes.
+    (Kernel::Cut, Launch::PerTorus),
+    (Kernel::CountKeys, Launch::Indirect(12)),
+    (Kernel::Cut, Launch::PerTorus),
+    (Kernel::CountKeys, Launch::Indirect(12)),
+    (Kernel::Cut, Launch::PerTorus),
+    (Kernel::CountKeys, Launch::Indirect(12)),
+    (Kernel::Cut, Launch::PerTorus),
+    (Kernel::CountKeys, Launch::Indirect(12)),
     (Kernel::Cut, Launch::PerTorus),
     (Kernel::CountKeys, Launch::Indirect(12)),
     (Kernel::Cut, Launch::PerTorus),
@@ -342,7 +351,7 @@ impl Resident {
             .max(1);
         let em_cap = max_pending * max_degree;
         let total_edges: u64 = views.iter().map(|v| v.edge_to.len() as u64).sum();
-        let ctl_stride = HEAD as u64 + 2 * slots;
+        let ctl_stride = HEAD as u64 + 2 * slots + 256;
         let pages_stride = slots * pages_per_slot + pages;
         let face = lattice.face_len() as u64;
         let proj_stride = 1 + 2 * face;
