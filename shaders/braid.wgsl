@@ -9,15 +9,21 @@
 //   braid_count_dst       events per destination cell
 //   braid_scan_cells      exclusive prefix sum over cells (one workgroup per torus)
 //   braid_scatter_dst     events grouped by destination (into `em`, free until emission)
-//   braid_order_runs      each run ordered by (src, payload) into `sorted`
-//   braid_process_instant one invocation per (torus, dst) run: apply SPEC §3.1's update
-//                         in order, adapt the out-edge delays in order, emit into `em`
-//                         (one contiguous block per run)
+//   braid_order_runs      each run ordered by (src, payload) in tiles of TILE events into
+//                         `sorted`
+//   braid_merge_pass, braid_next_pass (per merge pass)
+//                         sorted blocks of TILE << pass merged pairwise, `sorted` <-> `em`
+//   braid_order_done      the ordered instant back into `sorted` if it ended in `em`
+//   braid_process_instant apply round G_ROUND: every (torus, dst) run applies its next chunk
+//                         of SPEC §3.1's update in order, adapts the out-edge delays in
+//                         order, emits into `em` (one contiguous block per run)
+//   braid_end_round       next round; while runs have chunks left, G_HOLD makes every other
+//                         step do nothing, so the next encoded instants run the rounds
 //   braid_plan_merge      counters, the capacity budget, indirect size over `em`
 //   braid_count_delays    emitted events per delay (instant)
-//   braid_cut (x3, a workgroup per torus) with braid_count_keys (x2) between: when over
-//                         capacity, the cut key
-//                         (delay, dst, src) below which emitted events are kept
+//   braid_cut (x7, a workgroup per torus) with braid_count_keys (x6) between: when over
+//                         capacity, the cut key (delay, dst, src, payload byte by byte)
+//                         below which emitted events are kept
 //   braid_alloc           frees slot t's pages, gives pages to the slots that grow
 //   braid_merge           kept events appended into their slots (order inside a slot is
 //                         top: an instant is grouped and sorted when processed)
@@ -27,7 +33,8 @@
 //
 // Only 32-bit integers; wrapping arithmetic is what SPEC §3.1 asks for. Lavapipe (CI) ends
 // every loop of an invocation once the invocation has made 65535 loop iterations in all, so
-// no invocation loops over more than a run, a block or the cells of one torus.
+// no invocation loops over more than a tile (TILE), a binary search, an apply chunk (about
+// BUDGET), the out-edges of a cell or its share (1/256) of the cells of one torus.
 
 const WG: u32 = 64u;
 const NONE: u32 = 0xFFFFFFFFu;
