@@ -113,3 +113,51 @@ fn bad_braid_configs_are_errors_naming_file_and_field() {
     let o = common::warpgrid_with_stdin(&["braid", "run", &path, "--backend", "cuda"], "");
     assert!(!o.status.success());
 }
+
+/// `braid run --backend wgpu` prints the same digests and counters as `--backend cpu` (SPEC
+/// §0: bit-identical integer work). Skips without an adapter unless WARPGRID_REQUIRE_WGPU=1.
+#[test]
+fn braid_run_on_wgpu_matches_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "small.toml", SMALL);
+    let run = |backend: &str| {
+        let o = common::warpgrid_with_stdin(
+            &[
+                "braid",
+                "run",
+                &path,
+                "--json",
+                "--instants",
+                "150",
+                "--backend",
+                backend,
+            ],
+            "",
+        );
+        (
+            o.status.success(),
+            o.stdout,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, wgpu, err) = run("wgpu");
+    if !ok && err.contains("unavailable") {
+        assert!(
+            std::env::var("WARPGRID_REQUIRE_WGPU").as_deref() != Ok("1"),
+            "WARPGRID_REQUIRE_WGPU=1 but: {err}"
+        );
+        eprintln!("skipped: no wgpu backend here ({err})");
+        return;
+    }
+    assert!(ok, "{err}");
+    let (ok, cpu, err) = run("cpu");
+    assert!(ok, "{err}");
+    let strip = |bytes: &[u8]| {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v.as_object_mut().unwrap().remove("latency");
+        v
+    };
+    let (w, c) = (strip(&wgpu), strip(&cpu));
+    assert_eq!(w, c);
+    assert!(c["exchanges"].as_u64().unwrap() > 0);
+}

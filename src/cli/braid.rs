@@ -44,10 +44,11 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 fn run_braid(global: &Global, args: &RunArgs) -> Result<()> {
-    match global.backend()? {
-        BackendKind::Auto | BackendKind::Cpu => {}
+    let backend = global.backend()?;
+    match backend {
+        BackendKind::Auto | BackendKind::Cpu | BackendKind::Wgpu => {}
         other => bail!(
-            "--backend {other}: braids run on the cpu backend only in this version \
+            "--backend {other}: braids run on the cpu and wgpu backends in this version \
              (the {other} backend has no braid kernels yet)"
         ),
     }
@@ -59,14 +60,25 @@ fn run_braid(global: &Global, args: &RunArgs) -> Result<()> {
             .with_context(|| format!("--instants {n}"))?;
     }
     let pool = pool(global.threads)?;
-    let mut braid = pool.install(|| Braid::new(&config))?;
+    // wgpu only when asked for (Auto does not pick it, see AUTO_SKIP_REASON).
+    let device = match backend {
+        BackendKind::Wgpu => Some(global.device()?),
+        _ => None,
+    };
+    let mut braid = match &device {
+        Some(d) => Braid::new_on(d, &config)?,
+        None => pool.install(|| Braid::new(&config))?,
+    };
     let bar = spinner();
     let target = config.instants;
     let step = (target / 100).max(1);
     let mut at = 0u32;
     while at < target {
         at = at.saturating_add(step).min(target);
-        pool.install(|| braid.run_until(at))?;
+        match &device {
+            Some(d) => braid.run_until_on(d, at)?,
+            None => pool.install(|| braid.run_until(at))?,
+        }
         bar.set_message(format!("instant {at} of {target}"));
     }
     bar.finish_and_clear();

@@ -35,7 +35,9 @@ pub enum BraidError {
          runs must end before it"
     )]
     TimeLimit { instant: u64, limit: u32 },
-    /// The device's backend does not run braids (yet).
+    /// From the device: its backend does not run braids, a buffer would exceed the adapter's
+    /// limits, or the device failed (validation, out of memory, lost, a shader loop cut
+    /// short); a run that fails this way leaves the braid as it was before the call.
     #[error(transparent)]
     Backend(#[from] crate::error::BackendError),
 }

@@ -23,12 +23,14 @@ use super::adaptive::IntervalControl;
 use super::config::{BraidConfig, time_limit};
 use super::convergence::ConvergenceTracker;
 use super::error::BraidError;
+use super::gpu::{self, Resident};
 use super::latency::LatencyHistogram;
 use super::projection::{Application, Projection};
 use super::stats::{BraidStats, LatencyStats};
 use super::torus::Torus;
 use super::workload::Workload;
 use crate::backend::Device;
+use crate::backend::wgpu::WgpuDevice;
 
 /// Exchange counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,6 +61,34 @@ pub struct Braid {
     /// Tori with instants left in the current segment (reused).
     ready: VecDeque<usize>,
     /// Wall time spent in segments that processed events, and those events.
+    busy_ns: u64,
+    exchange_latency: LatencyHistogram,
+    timed_events: u64,
+    /// The tori resident on a wgpu device, when the last run was there (the host tori are
+    /// read back after every such run, so they are always current).
+    gpu: GpuSlot,
+}
+
+/// Device-resident state of a braid. A clone starts without one (it uploads its own host
+/// tori when it next runs on a device).
+#[derive(Debug, Default)]
+struct GpuSlot(Option<Box<Resident>>);
+
+impl Clone for GpuSlot {
+    fn clone(&self) -> Self {
+        GpuSlot(None)
+    }
+}
+
+/// The host-side schedule and statistics, saved so a failed device run can put them back.
+#[derive(Clone)]
+struct Saved {
+    now: u32,
+    last_exchange: u32,
+    control: IntervalControl,
+    counters: Counters,
+    history: usize,
+    convergence: ConvergenceTracker,
     busy_ns: u64,
     exchange_latency: LatencyHistogram,
     timed_events: u64,
@@ -112,6 +142,7 @@ impl Braid {
             busy_ns: 0,
             exchange_latency: LatencyHistogram::new(),
             timed_events: 0,
+            gpu: GpuSlot::default(),
         }
     }
 
@@ -157,33 +188,37 @@ impl Braid {
         self.run_until(self.config.instants)
     }
 
-    /// [`Braid::new`] on `device`'s workers (the CPU backend's thread pool) rather than the
-    /// caller's rayon pool.
+    /// [`Braid::new`] on `device`: on the CPU backend, on its workers (its thread pool)
+    /// rather than the caller's rayon pool; on wgpu, built on the host and uploaded (an
+    /// adapter too small for it is an error naming the limit).
     pub fn new_on(device: &Device, config: &BraidConfig) -> Result<Braid, BraidError> {
         match device {
             Device::Cpu(d) => d.install(|| Braid::new(config)),
-            other => {
-                other.supports(crate::backend::Workload::Braids)?;
-                unreachable!("a backend that runs braids has its arm above")
+            Device::Wgpu(g) => {
+                let mut braid = Braid::new(config)?;
+                braid.gpu.0 = Some(Box::new(Resident::upload(g, &braid.tori, braid.now)?));
+                Ok(braid)
             }
         }
     }
 
-    /// [`Braid::run_until`] on `device`'s workers (the CPU backend's thread pool) rather than
-    /// the caller's rayon pool. The thread count never changes results.
+    /// [`Braid::run_until`] on `device`: on the CPU backend, on its workers rather than the
+    /// caller's rayon pool (the thread count never changes results); on wgpu, with the tori
+    /// resident on the device (uploaded on first use, kept there between calls, read back
+    /// into [`Braid::tori`] at the end of each call). Results are bit-identical to the CPU's.
+    /// A call that fails leaves the braid as it was before the call.
     pub fn run_until_on(&mut self, device: &Device, target: u32) -> Result<(), BraidError> {
         match device {
             Device::Cpu(d) => d.install(|| self.run_until(target)),
-            other => {
-                other.supports(crate::backend::Workload::Braids)?;
-                unreachable!("a backend that runs braids has its arm above")
-            }
+            Device::Wgpu(g) => self.run_until_wgpu(g, target),
         }
     }
 
     /// Processes every instant below `target` on every torus, exchanging on schedule, and
     /// sets the clock to `max(now, target)`. `target` must be below `2^32 - max_delay`.
     pub fn run_until(&mut self, target: u32) -> Result<(), BraidError> {
+        // The host tori move on: a device copy would be stale.
+        self.gpu.0 = None;
         if target >= self.limit {
             return Err(BraidError::TimeLimit {
                 instant: target as u64,
@@ -253,15 +288,23 @@ impl Braid {
             .enumerate()
             .for_each(|(i, (p, torus))| p.fill(torus, i as u32));
         let count = self.tori.len();
-        let mut violating = false;
+        let mut apps = Vec::with_capacity(count);
         for sender in 0..count {
             let receiver = (sender + 1) % count;
-            let app = self.projections[sender].apply(
+            apps.push(self.projections[sender].apply(
                 &mut self.tori[receiver],
                 self.config.tol_boundary,
                 self.config.tol_events,
-            );
-            self.count(&app);
+            ));
+        }
+        self.finish_exchange(&apps, start);
+    }
+
+    /// Counts the applications (in sender order), adapts the interval, records the exchange.
+    fn finish_exchange(&mut self, apps: &[Application], start: Instant) {
+        let mut violating = false;
+        for app in apps {
+            self.count(app);
             self.control.record(app.violated());
             violating |= app.violated();
         }
@@ -272,6 +315,126 @@ impl Braid {
         self.convergence.record(violating);
         self.exchange_latency
             .record(start.elapsed().as_nanos() as u64);
+    }
+
+    fn save(&self) -> Saved {
+        Saved {
+            now: self.now,
+            last_exchange: self.last_exchange,
+            control: self.control.clone(),
+            counters: self.counters,
+            history: self.interval_history.len(),
+            convergence: self.convergence.clone(),
+            busy_ns: self.busy_ns,
+            exchange_latency: self.exchange_latency.clone(),
+            timed_events: self.timed_events,
+        }
+    }
+
+    fn restore(&mut self, s: Saved) {
+        self.now = s.now;
+        self.last_exchange = s.last_exchange;
+        self.control = s.control;
+        self.counters = s.counters;
+        self.interval_history.truncate(s.history);
+        self.convergence = s.convergence;
+        self.busy_ns = s.busy_ns;
+        self.exchange_latency = s.exchange_latency;
+        self.timed_events = s.timed_events;
+    }
+
+    /// [`Braid::run_until`] with the tori on a wgpu device. On failure the schedule and
+    /// statistics go back to where they were and the device copy is dropped (the host tori
+    /// were not touched: they are read back only when the run completes).
+    fn run_until_wgpu(&mut self, gpu: &WgpuDevice, target: u32) -> Result<(), BraidError> {
+        if target >= self.limit {
+            return Err(BraidError::TimeLimit {
+                instant: target as u64,
+                limit: self.limit,
+            });
+        }
+        let saved = self.save();
+        let resident = match self.gpu.0.take() {
+            Some(r) if r.on(gpu) => Ok(r),
+            _ => Resident::upload(gpu, &self.tori, self.now).map(Box::new),
+        };
+        let mut timings = Vec::new();
+        let result = resident.and_then(|mut r| {
+            self.run_device(&mut r, target, &mut timings)?;
+            r.download(self.now, &mut self.tori)?;
+            Ok(r)
+        });
+        match result {
+            Ok(r) => {
+                self.gpu.0 = Some(r);
+                for (instants, ns) in timings {
+                    for (torus, &count) in self.tori.iter_mut().zip(&instants) {
+                        torus.record_instants(count, ns);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.restore(saved);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs the schedule on the device; `timings` collects, per segment, the instants each
+    /// torus processed and the wall time per instant (recorded once the run succeeds).
+    fn run_device(
+        &mut self,
+        res: &mut Resident,
+        target: u32,
+        timings: &mut Vec<(Vec<u64>, u64)>,
+    ) -> Result<(), BraidError> {
+        while self.now < target {
+            let next_exchange = self.last_exchange as u64 + self.control.interval() as u64;
+            if self.now as u64 == next_exchange {
+                self.exchange_device(res)?;
+                continue;
+            }
+            let end = next_exchange.min(target as u64) as u32;
+            let start = Instant::now();
+            let out = res.run_segment(self.now, end)?;
+            if out.events > 0 {
+                let ns = start.elapsed().as_nanos() as u64;
+                self.busy_ns += ns;
+                self.timed_events += out.events;
+                let instants: u64 = out.instants.iter().sum();
+                timings.push((out.instants, ns / instants.max(1)));
+            }
+            self.now = end;
+        }
+        Ok(())
+    }
+
+    /// [`Braid::exchange`] with the tori on the device: the device reduces the faces, acc
+    /// sums and counters, the host applies the projections, the corrective events go back
+    /// as one injection.
+    fn exchange_device(&mut self, res: &mut Resident) -> Result<(), BraidError> {
+        let start = Instant::now();
+        let inputs = res.project(self.now)?;
+        let count = inputs.len();
+        let mut apps = Vec::with_capacity(count);
+        let mut corrective = vec![Vec::new(); count];
+        let mut dropped = vec![0; count];
+        for sender in 0..count {
+            let receiver = (sender + 1) % count;
+            let projection = gpu::projection(sender as u32, &inputs[sender]);
+            let mut view = res.receiver(receiver, &inputs[receiver], self.config.torus.max_pending);
+            apps.push(projection.apply_to(
+                &mut view,
+                self.config.tol_boundary,
+                self.config.tol_events,
+            ));
+            corrective[receiver] = view.corrective;
+            dropped[receiver] = view.dropped;
+        }
+        res.inject(self.now, &corrective, &dropped)?;
+        self.finish_exchange(&apps, start);
+        Ok(())
     }
 
     fn count(&mut self, app: &Application) {

@@ -19,6 +19,7 @@ mod convergence;
 mod error;
 mod event;
 mod fnv;
+mod gpu;
 mod latency;
 mod lattice;
 mod lockstep;

@@ -3,6 +3,7 @@
 //! events, the global violation, criticality).
 
 use super::fnv::Fnv1a;
+use super::lattice::Lattice;
 use super::torus::Torus;
 
 /// Number of constraint words in a projection.
@@ -43,12 +44,6 @@ impl Projection {
     pub fn fill(&mut self, torus: &Torus, id: u32) {
         let lattice = torus.lattice();
         let [_, dy, dz] = lattice.dims;
-        self.torus = id;
-        self.now = torus.now();
-        self.events_processed = torus.events_processed();
-        self.pending = torus.pending() as u32;
-        self.processes = torus.processes();
-        self.edges = torus.edges();
         self.face.clear();
         for y in 0..dy as i64 {
             for z in 0..dz as i64 {
@@ -56,13 +51,32 @@ impl Projection {
                 self.face.push(torus.process(cell).map_or(0, |p| p.acc));
             }
         }
+        let counts = Counts {
+            now: torus.now(),
+            events_processed: torus.events_processed(),
+            pending: torus.pending() as u32,
+            processes: torus.processes(),
+            edges: torus.edges(),
+            acc_sum: torus.acc_sum(),
+        };
+        self.set(id, &counts);
+    }
+
+    /// Sets every field but the face (already filled) from `counts`, and the hash.
+    pub(crate) fn set(&mut self, id: u32, counts: &Counts) {
+        self.torus = id;
+        self.now = counts.now;
+        self.events_processed = counts.events_processed;
+        self.pending = counts.pending;
+        self.processes = counts.processes;
+        self.edges = counts.edges;
         self.constraints = [0; CONSTRAINTS];
         self.constraints[0] = (self.events_processed % (1 << 31)) as i32;
         self.constraints[1] = self.processes as i32;
         self.constraints[2] = self.edges as i32;
         self.constraints[3] = self.now as i32;
         self.constraints[4] = self.pending as i32;
-        self.constraints[5] = torus.acc_sum();
+        self.constraints[5] = counts.acc_sum;
         self.hash = self.compute_hash();
     }
 
@@ -90,6 +104,17 @@ impl Projection {
     /// for each boundary violation (counted dropped in the receiver at `max_pending`), and
     /// checks the global event-count violation.
     pub fn apply(&self, receiver: &mut Torus, tol_boundary: u32, tol_events: f64) -> Application {
+        self.apply_to(receiver, tol_boundary, tol_events)
+    }
+
+    /// [`Projection::apply`] to any receiver: a host torus, or the read-back view of a
+    /// torus resident on a device.
+    pub(crate) fn apply_to(
+        &self,
+        receiver: &mut impl Receiver,
+        tol_boundary: u32,
+        tol_events: f64,
+    ) -> Application {
         let lattice = receiver.lattice();
         let [dx, dy, dz] = lattice.dims;
         let mut app = Application {
@@ -104,10 +129,10 @@ impl Projection {
         for y in 0..dy {
             for z in 0..dz {
                 let cell = lattice.cell(dx as i64 - 1, y as i64, z as i64);
-                let Some(p) = receiver.process(cell) else {
+                let Some(acc) = receiver.acc(cell) else {
                     continue;
                 };
-                let diff = self.face[(y * dz + z) as usize] as i64 - p.acc as i64;
+                let diff = self.face[(y * dz + z) as usize] as i64 - acc as i64;
                 if diff.unsigned_abs() > tol_boundary as u64 {
                     app.boundary_violations += 1;
                     let payload = diff.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
@@ -124,6 +149,46 @@ impl Projection {
         let scale = er.max(es).max(1) as f64;
         app.global_violation = er.abs_diff(es) as f64 > tol_events * scale;
         app
+    }
+}
+
+/// The counts a projection carries besides the face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Counts {
+    pub now: u32,
+    pub events_processed: u64,
+    pub pending: u32,
+    pub processes: u32,
+    pub edges: u32,
+    /// Wrapping sum of every process's acc.
+    pub acc_sum: i32,
+}
+
+/// What applying a projection reads from and does to its receiver.
+pub(crate) trait Receiver {
+    fn lattice(&self) -> Lattice;
+    /// The acc of the process at `cell`, if one sits there.
+    fn acc(&self, cell: u32) -> Option<i32>;
+    /// Injects `(now, cell, cell, payload)`, or counts it dropped at `max_pending`.
+    fn inject_or_drop(&mut self, cell: u32, payload: i32) -> bool;
+    fn events_processed(&self) -> u64;
+}
+
+impl Receiver for Torus {
+    fn lattice(&self) -> Lattice {
+        Torus::lattice(self)
+    }
+
+    fn acc(&self, cell: u32) -> Option<i32> {
+        self.process(cell).map(|p| p.acc)
+    }
+
+    fn inject_or_drop(&mut self, cell: u32, payload: i32) -> bool {
+        Torus::inject_or_drop(self, cell, payload)
+    }
+
+    fn events_processed(&self) -> u64 {
+        Torus::events_processed(self)
     }
 }
 

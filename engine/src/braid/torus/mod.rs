@@ -351,6 +351,51 @@ impl Torus {
         }
     }
 
+    /// The arrays the device backends keep resident (`braid::gpu`): presence, process state
+    /// and the edge rows.
+    pub(crate) fn device_view(&self) -> DeviceView<'_> {
+        let t = &self.topo;
+        DeviceView {
+            has_process: &t.has_process,
+            state: &t.state,
+            acc: &t.acc,
+            received: &t.received,
+            edge_start: &t.edge_start,
+            edge_to: &t.edge_to,
+            edge_delay: &t.edge_delay,
+        }
+    }
+
+    /// Replaces the mutable state with what a device computed: the clock, the counters,
+    /// process state (per cell), edge delays (in row order) and the pending events (each at
+    /// or after `now`). The buffers that process instants are rebuilt empty.
+    pub(crate) fn restore(&mut self, image: RestoreImage<'_>) {
+        let t = &mut self.topo;
+        t.state.copy_from_slice(image.state);
+        t.acc.copy_from_slice(image.acc);
+        t.received.copy_from_slice(image.received);
+        for (d, &v) in t.edge_delay.iter_mut().zip(image.delays) {
+            *d = v as u16;
+        }
+        self.now = image.now;
+        self.events_processed = image.events_processed;
+        self.events_dropped = image.events_dropped;
+        self.store = Store::new(self.lattice.cells, self.max_delay);
+        let now = self.now;
+        on_store!(&mut self.store, cal, _s => {
+            for e in image.events {
+                cal.push(now, e.t, Packed::new(e.dst, e.src, e.payload));
+            }
+        });
+    }
+
+    /// Records `count` processed instants of `ns_each` nanoseconds (statistics only).
+    pub(crate) fn record_instants(&mut self, count: u64, ns_each: u64) {
+        for _ in 0..count {
+            self.latency.record(ns_each);
+        }
+    }
+
     /// Processes instant `t >= now` (nothing may be pending before it) if anything is
     /// pending there, then sets `now = t + 1`. Returns the events processed.
     pub(crate) fn process_instant(&mut self, t: u32) -> u64 {
@@ -410,6 +455,30 @@ impl Torus {
             })
         }
     }
+}
+
+/// Read-only views of a torus's topology and process state (see [`Torus::device_view`]).
+pub(crate) struct DeviceView<'a> {
+    pub has_process: &'a [bool],
+    pub state: &'a [u32],
+    pub acc: &'a [i32],
+    pub received: &'a [u32],
+    pub edge_start: &'a [u32],
+    pub edge_to: &'a [u32],
+    pub edge_delay: &'a [u16],
+}
+
+/// A torus's mutable state as a device hands it back (see [`Torus::restore`]).
+#[derive(Clone, Copy)]
+pub(crate) struct RestoreImage<'a> {
+    pub now: u32,
+    pub events_processed: u64,
+    pub events_dropped: u64,
+    pub state: &'a [u32],
+    pub acc: &'a [i32],
+    pub received: &'a [u32],
+    pub delays: &'a [u32],
+    pub events: &'a [Event],
 }
 
 /// Checks a workload against the lattice: cells in range, delays in `1..=max_delay`.
