@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use warpgrid::BackendKind;
 use warpgrid::engine::braid::{Braid, BraidStats};
 use warpgrid::host::braidfile::load_braid_config;
 
@@ -44,14 +43,6 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 fn run_braid(global: &Global, args: &RunArgs) -> Result<()> {
-    let backend = global.backend()?;
-    match backend {
-        BackendKind::Auto | BackendKind::Cpu | BackendKind::Wgpu => {}
-        other => bail!(
-            "--backend {other}: braids run on the cpu and wgpu backends in this version \
-             (the {other} backend has no braid kernels yet)"
-        ),
-    }
     let mut config = load_braid_config(&args.config)?;
     if let Some(n) = args.instants {
         config.instants = n;
@@ -60,10 +51,11 @@ fn run_braid(global: &Global, args: &RunArgs) -> Result<()> {
             .with_context(|| format!("--instants {n}"))?;
     }
     let pool = pool(global.threads)?;
-    // wgpu only when asked for (Auto does not pick it, see AUTO_SKIP_REASON).
-    let device = match backend {
-        BackendKind::Wgpu => Some(global.device()?),
-        _ => None,
+    // The CPU backend runs on this command's own pool (`--threads`); a GPU backend, picked
+    // by auto or asked for, runs on its device.
+    let device = match global.device()? {
+        warpgrid::Device::Cpu(_) => None,
+        d => Some(d),
     };
     let mut braid = match &device {
         Some(d) => Braid::new_on(d, &config)?,

@@ -2,8 +2,7 @@
 
 use anyhow::Result;
 use serde_json::json;
-use warpgrid::engine::backend::wgpu::AUTO_SKIP_REASON;
-use warpgrid::engine::{BackendKind, probe_all};
+use warpgrid::engine::probe_all;
 
 use super::Global;
 
@@ -15,11 +14,15 @@ pub fn run(global: &Global) -> Result<()> {
         let backends: Vec<_> = probes
             .iter()
             .map(|p| match &p.status {
-                Ok(d) if p.kind == BackendKind::Wgpu => json!({
-                    "name": p.kind.name(), "available": true, "device": d,
-                    "auto": false, "note": AUTO_SKIP_REASON,
-                }),
-                Ok(d) => json!({"name": p.kind.name(), "available": true, "device": d}),
+                Ok(d) => match &p.auto_skip {
+                    Some(why) => json!({
+                        "name": p.kind.name(), "available": true, "device": d,
+                        "auto": false, "note": why,
+                    }),
+                    None => {
+                        json!({"name": p.kind.name(), "available": true, "device": d, "auto": true})
+                    }
+                },
                 Err(u) => json!({"name": p.kind.name(), "available": false, "reason": u.reason}),
             })
             .collect();
@@ -43,11 +46,10 @@ pub fn run(global: &Global) -> Result<()> {
         println!("backends, in auto's order of preference:");
         for p in &probes {
             match &p.status {
-                Ok(d) if p.kind == BackendKind::Wgpu => println!(
-                    "  {:<5} available: {d}\n        ({AUTO_SKIP_REASON})",
-                    p.kind.name()
-                ),
-                Ok(d) => println!("  {:<5} available: {d}", p.kind.name()),
+                Ok(d) => match &p.auto_skip {
+                    Some(why) => println!("  {:<5} available: {d}\n        ({why})", p.kind.name()),
+                    None => println!("  {:<5} available: {d}", p.kind.name()),
+                },
                 Err(u) => println!("  {:<5} unavailable: {}", p.kind.name(), u.reason),
             }
         }

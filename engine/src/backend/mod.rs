@@ -85,24 +85,36 @@ pub struct ProbeReport {
     pub kind: BackendKind,
     /// `Ok(description of the device)` or why it is unavailable.
     pub status: Result<String, Unavailable>,
+    /// Why `Auto` passes over this backend although it is available (a software wgpu
+    /// adapter); `None` when Auto would take it or it is unavailable.
+    pub auto_skip: Option<String>,
 }
 
 /// Probes every concrete backend, in `Auto`'s order of preference. Never panics.
 pub fn probe_all() -> Vec<ProbeReport> {
     BackendKind::CONCRETE
         .iter()
-        .map(|&kind| ProbeReport {
-            kind,
-            status: probe(kind),
+        .map(|&kind| match probe(kind) {
+            Ok((description, auto_skip)) => ProbeReport {
+                kind,
+                status: Ok(description),
+                auto_skip,
+            },
+            Err(u) => ProbeReport {
+                kind,
+                status: Err(u),
+                auto_skip: None,
+            },
         })
         .collect()
 }
 
-fn probe(kind: BackendKind) -> Result<String, Unavailable> {
+/// The backend's device description and, when `Auto` would pass over it, why.
+fn probe(kind: BackendKind) -> Result<(String, Option<String>), Unavailable> {
     match kind {
-        BackendKind::Cuda => cuda::probe(),
+        BackendKind::Cuda => cuda::probe().map(|d| (d, None)),
         BackendKind::Wgpu => wgpu::probe(),
-        BackendKind::Cpu => Ok(cpu::describe()),
+        BackendKind::Cpu => Ok((cpu::describe(), None)),
         BackendKind::Auto => unreachable!("auto is not a concrete backend"),
     }
 }
@@ -153,8 +165,8 @@ impl Device {
         match config.backend {
             BackendKind::Auto => {
                 for kind in BackendKind::CONCRETE {
-                    // wgpu runs only part of the workloads yet (wgpu::AUTO_SKIP_REASON).
-                    if kind != BackendKind::Wgpu && probe(kind).is_ok() {
+                    // A software wgpu adapter is passed over (wgpu::SOFTWARE_ADAPTER_SKIP).
+                    if matches!(probe(kind), Ok((_, None))) {
                         return Device::open_kind(kind, config);
                     }
                 }

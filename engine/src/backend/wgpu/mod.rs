@@ -12,10 +12,9 @@
 //!   operation reports it.
 //! - Pipelines are created once per device and cached by name (`WgpuDevice::pipeline`).
 //!
-//! What runs here today: graph similarity and spreading hops (`crate::graph::gpu`) and shard
-//! tables (`table`, link halves on the host for now). Braids are not on this backend yet:
-//! they answer an error naming the backend, and `Auto` does not pick wgpu (see
-//! [`AUTO_SKIP_REASON`]).
+//! What runs here: graphs (`crate::graph::gpu`), shard tables (`table`, link halves on the
+//! host for now) and braids (`crate::braid::gpu`). `Auto` picks a GPU adapter but passes over
+//! a software one ([`SOFTWARE_ADAPTER_SKIP`]).
 
 mod buffers;
 mod table;
@@ -31,9 +30,10 @@ pub use table::WgpuShards;
 use super::{BackendKind, DeviceConfig, Unavailable};
 use crate::error::BackendError;
 
-/// Why `Auto` passes over an available wgpu adapter in this version.
-pub const AUTO_SKIP_REASON: &str = "auto does not pick wgpu yet: only graph similarity and spreading run on it (tables and \
-     braids do not); ask for it with --backend wgpu";
+/// Why `Auto` passes over an adapter that emulates a GPU on the CPU (lavapipe, llvmpipe,
+/// WARP): the CPU backend runs the same work natively, many times faster.
+pub const SOFTWARE_ADAPTER_SKIP: &str = "auto does not pick a software adapter: it emulates a GPU on \
+     the CPU, and the cpu backend runs the same work faster; ask for it with --backend wgpu";
 
 /// An opened wgpu adapter and device. Cloning gives another handle to the same device.
 #[derive(Clone)]
@@ -112,9 +112,12 @@ fn find_adapter() -> Result<(wgpu::Instance, wgpu::Adapter), Unavailable> {
     }
 }
 
-pub(super) fn probe() -> Result<String, Unavailable> {
+/// The adapter wgpu would use, and why `Auto` would pass over it (a software adapter).
+pub(super) fn probe() -> Result<(String, Option<String>), Unavailable> {
     let (_, adapter) = find_adapter()?;
-    Ok(describe_adapter(&adapter.get_info()))
+    let info = adapter.get_info();
+    let skip = (info.device_type == wgpu::DeviceType::Cpu).then(|| SOFTWARE_ADAPTER_SKIP.into());
+    Ok((describe_adapter(&info), skip))
 }
 
 impl WgpuDevice {
