@@ -137,24 +137,31 @@ impl Readback {
             at += len;
         }
         gpu.submit_and_wait("copying results back", encoder)?;
-        let slice = staging.slice(..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| device_error("mapping results", &e.to_string()))?;
-        rx.recv()
-            .map_err(|_| device_error("mapping results", "the map callback never ran"))?
-            .map_err(|e| device_error("mapping results", &e.to_string()))?;
-        let out = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| device_error("mapping results", &e.to_string()))?;
-            view.to_vec()
-        };
-        staging.unmap();
-        Ok(out)
+        map_read(gpu, staging, bytes)
     }
+}
+
+/// The first `bytes` of the mappable `staging`, once the submit that filled it has completed.
+pub(crate) fn map_read(
+    gpu: &WgpuDevice,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<Vec<u8>, BackendError> {
+    let slice = staging.slice(..bytes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| device_error("mapping results", &e.to_string()))?;
+    rx.recv()
+        .map_err(|_| device_error("mapping results", "the map callback never ran"))?
+        .map_err(|e| device_error("mapping results", &e.to_string()))?;
+    let out = slice
+        .get_mapped_range()
+        .map_err(|e| device_error("mapping results", &e.to_string()))?
+        .to_vec();
+    staging.unmap();
+    Ok(out)
 }

@@ -338,4 +338,4 @@ pub(crate) fn device_error(what: &str, reason: &str) -> BackendError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,7 +5,9 @@ use super::{WgpuDevice, storage_buffer, zeroed_storage_buffer};
 use crate::backend::{BackendKind, Device, DeviceConfig};
 use crate::error::BackendError;
 
-fn wgpu() -> Option<WgpuDevice> {
+/// The wgpu device for a unit test, or `None` (skip, with the reason printed) unless
+/// `WARPGRID_REQUIRE_WGPU=1` makes its absence a failure.
+pub(crate) fn wgpu() -> Option<WgpuDevice> {
     let config = DeviceConfig {
         backend: BackendKind::Wgpu,
         ..DeviceConfig::default()

@@ -313,27 +313,9 @@ fn run_top_k(
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::backend::{BackendKind, Device, DeviceConfig};
+    use crate::backend::wgpu::tests::wgpu;
     use crate::graph::generate;
     use crate::graph::result::rank;
-
-    fn wgpu() -> Option<WgpuDevice> {
-        let config = DeviceConfig {
-            backend: BackendKind::Wgpu,
-            ..DeviceConfig::default()
-        };
-        match Device::open(&config) {
-            Ok(Device::Wgpu(g)) => Some(g),
-            Ok(_) => unreachable!("asked for wgpu"),
-            Err(e) if std::env::var("WARPGRID_REQUIRE_WGPU").as_deref() == Ok("1") => {
-                panic!("WARPGRID_REQUIRE_WGPU=1 but wgpu cannot run: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipped: no wgpu backend here ({e})");
-                None
-            }
-        }
-    }
 
     /// The device's top-k equals the host's selection over the device's own similarity
     /// matrix: every rank, tie (dimension 1 makes every sim ±1) and threshold, across

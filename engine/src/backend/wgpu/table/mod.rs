@@ -32,8 +32,8 @@ mod links;
 
 use std::num::NonZeroU64;
 
+use super::buffers::map_read;
 use super::{Readback, WgpuDevice};
-use crate::backend::wgpu::device_error as scoped_error;
 use crate::backend::{BackendKind, TableBackend};
 use crate::error::{BackendError, TableError};
 use crate::table::route::{ShardRouter, initial_slots, max_items};
@@ -190,27 +190,6 @@ fn staging<'a>(
         })?);
     }
     Ok(slot.as_ref().expect("set above"))
-}
-
-/// The first `bytes` of `staging`, after the submit that filled it has completed.
-fn map_read(gpu: &WgpuDevice, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, BackendError> {
-    let slice = staging.slice(..bytes);
-    let (tx, rx) = std::sync::mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    gpu.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| scoped_error("mapping table results", &e.to_string()))?;
-    rx.recv()
-        .map_err(|_| scoped_error("mapping table results", "the map callback never ran"))?
-        .map_err(|e| scoped_error("mapping table results", &e.to_string()))?;
-    let out = slice
-        .get_mapped_range()
-        .map_err(|e| scoped_error("mapping table results", &e.to_string()))?
-        .to_vec();
-    staging.unmap();
-    Ok(out)
 }
 
 /// Bytes of table state per slot: tag and key (3 words) and the value.
