@@ -241,6 +241,23 @@ fn check_loop(reached: u32, bound: u32) {
     }
 }
 
+// Thread li of a 256-thread workgroup takes the li-th chunk [c0, c1) of the torus's cells
+// and leaves the sum of their `field` in wg_sums[li]; returns (c0, c1). The caller
+// synchronises before reading wg_sums.
+fn sum_cell_chunk(torus: u32, li: u32, field: u32) -> vec2<u32> {
+    let chunk = (prm.cells + 255u) / 256u;
+    let c0 = min(li * chunk, prm.cells);
+    let c1 = min(c0 + chunk, prm.cells);
+    var sum = 0u;
+    var c = c0;
+    for (; c < c1; c = c + 1u) {
+        sum = sum + atomicLoad(&cells[cell_at(torus, c, field)]);
+    }
+    check_loop(c, c1);
+    wg_sums[li] = sum;
+    return vec2<u32>(c0, c1);
+}
+
 // The instant is between apply rounds (see G_HOLD).
 fn holding() -> bool {
     return ld(G_HOLD) != 0u;
@@ -319,16 +336,10 @@ fn braid_scan_cells(@builtin(local_invocation_index) li: u32,
     if (n == 0u) {
         return;
     }
-    let chunk = (prm.cells + 255u) / 256u;
-    let c0 = min(li * chunk, prm.cells);
-    let c1 = min(c0 + chunk, prm.cells);
-    var sum = 0u;
+    let range = sum_cell_chunk(torus, li, K_COUNT);
+    let c0 = range.x;
+    let c1 = range.y;
     var c = c0;
-    for (; c < c1; c = c + 1u) {
-        sum = sum + atomicLoad(&cells[cell_at(torus, c, K_COUNT)]);
-    }
-    check_loop(c, c1);
-    wg_sums[li] = sum;
     workgroupBarrier();
     if (li == 0u) {
         var run = 0u;
@@ -824,16 +835,10 @@ fn braid_cut(@builtin(local_invocation_index) li: u32,
         st(pay_bin(torus, li), 0u);
         return;
     }
-    let chunk = (prm.cells + 255u) / 256u;
-    let c0 = min(li * chunk, prm.cells);
-    let c1 = min(c0 + chunk, prm.cells);
-    var sum = 0u;
+    let range = sum_cell_chunk(torus, li, K_BIN);
+    let c0 = range.x;
+    let c1 = range.y;
     var c = c0;
-    for (; c < c1; c = c + 1u) {
-        sum = sum + atomicLoad(&cells[cell_at(torus, c, K_BIN)]);
-    }
-    check_loop(c, c1);
-    wg_sums[li] = sum;
     workgroupBarrier();
     if (li == 0u) {
         var cum = 0u;
