@@ -7,7 +7,10 @@
 //!
 //! Selection rules (SPEC §0): `Auto` takes CUDA if a driver and device are present, else wgpu
 //! if an adapter is present, else CPU. An explicitly requested backend that cannot run is an
-//! error naming the reason, never a silent fallback.
+//! error naming the reason, never a silent fallback. In this version `Auto` passes over a
+//! backend that would be slower or incomplete here, saying why in `warpgrid info`: a
+//! software wgpu adapter ([`wgpu::SOFTWARE_ADAPTER_SKIP`]) and CUDA while it runs graphs
+//! only ([`cuda::AUTO_SKIP`]).
 
 pub mod cpu;
 pub mod cuda;
@@ -112,7 +115,7 @@ pub fn probe_all() -> Vec<ProbeReport> {
 /// The backend's device description and, when `Auto` would pass over it, why.
 fn probe(kind: BackendKind) -> Result<(String, Option<String>), Unavailable> {
     match kind {
-        BackendKind::Cuda => cuda::probe().map(|d| (d, None)),
+        BackendKind::Cuda => cuda::probe(),
         BackendKind::Wgpu => wgpu::probe(),
         BackendKind::Cpu => Ok((cpu::describe(), None)),
         BackendKind::Auto => unreachable!("auto is not a concrete backend"),
@@ -157,6 +160,7 @@ pub struct DeviceConfig {
 pub enum Device {
     Cpu(cpu::CpuDevice),
     Wgpu(wgpu::WgpuDevice),
+    Cuda(cuda::CudaDevice),
 }
 
 impl Device {
@@ -196,22 +200,28 @@ impl Device {
         match kind {
             BackendKind::Cpu => Ok(Device::Cpu(cpu::CpuDevice::new(config)?)),
             BackendKind::Wgpu => Ok(Device::Wgpu(wgpu::WgpuDevice::open(config)?)),
-            other => Err(BackendError::Unavailable {
-                backend: other,
-                reason: "probe succeeded but the backend has no device implementation".into(),
-            }),
+            BackendKind::Cuda => Ok(Device::Cuda(cuda::CudaDevice::open(config)?)),
+            BackendKind::Auto => unreachable!("auto is resolved before opening"),
         }
     }
 
     /// Whether this device runs `workload`; `Err` ([`BackendError::Unsupported`]) says why not.
-    /// Every implemented backend runs every workload in this version; a backend added part
-    /// way answers here, and the conformance suites skip what it does not run.
+    /// The cpu and wgpu backends run every workload; CUDA runs graphs only in this version.
+    /// The conformance suites skip what a device does not run, with this reason.
     pub fn supports(&self, workload: Workload) -> Result<(), BackendError> {
-        match self {
-            Device::Cpu(_) | Device::Wgpu(_) => {
-                let _ = workload;
-                Ok(())
+        match (self, workload) {
+            (Device::Cpu(_) | Device::Wgpu(_), _) | (Device::Cuda(_), Workload::Graphs) => Ok(()),
+            (Device::Cuda(_), Workload::Tables | Workload::Braids) => {
+                Err(Device::unsupported(workload, self))
             }
+        }
+    }
+
+    /// The error for work this device does not run.
+    pub(crate) fn unsupported(workload: Workload, device: &Device) -> BackendError {
+        BackendError::Unsupported {
+            backend: device.kind(),
+            what: workload.name(),
         }
     }
 
@@ -219,6 +229,7 @@ impl Device {
         match self {
             Device::Cpu(_) => BackendKind::Cpu,
             Device::Wgpu(_) => BackendKind::Wgpu,
+            Device::Cuda(_) => BackendKind::Cuda,
         }
     }
 
@@ -227,6 +238,7 @@ impl Device {
         match self {
             Device::Cpu(d) => d.describe_device(),
             Device::Wgpu(d) => d.describe_device(),
+            Device::Cuda(d) => d.describe_device(),
         }
     }
 
@@ -236,6 +248,7 @@ impl Device {
         match self {
             Device::Cpu(d) => d.allocated_bytes(),
             Device::Wgpu(d) => d.allocated_bytes(),
+            Device::Cuda(d) => d.allocated_bytes(),
         }
     }
 
@@ -245,6 +258,8 @@ impl Device {
         match self {
             Device::Cpu(d) => d.release_scratch(),
             Device::Wgpu(d) => d.release_table_scratch(),
+            // Graph working buffers live with each graph (`Graph::release_buffers`).
+            Device::Cuda(_) => {}
         }
     }
 
@@ -252,8 +267,8 @@ impl Device {
     pub fn threads(&self) -> usize {
         match self {
             Device::Cpu(d) => d.threads(),
-            // Host-side work of a wgpu device runs on the global rayon pool.
-            Device::Wgpu(_) => rayon::current_num_threads(),
+            // Host-side work of a GPU device runs on the global rayon pool.
+            Device::Wgpu(_) | Device::Cuda(_) => rayon::current_num_threads(),
         }
     }
 }

@@ -199,6 +199,10 @@ impl Braid {
                 braid.gpu.0 = Some(Box::new(Resident::upload(g, &braid.tori, braid.now)?));
                 Ok(braid)
             }
+            Device::Cuda(_) => Err(BraidError::Backend(crate::backend::Device::unsupported(
+                crate::backend::Workload::Braids,
+                device,
+            ))),
         }
     }
 
@@ -211,6 +215,10 @@ impl Braid {
         match device {
             Device::Cpu(d) => d.install(|| self.run_until(target)),
             Device::Wgpu(g) => self.run_until_wgpu(g, target),
+            Device::Cuda(_) => Err(BraidError::Backend(crate::backend::Device::unsupported(
+                crate::backend::Workload::Braids,
+                device,
+            ))),
         }
     }
 

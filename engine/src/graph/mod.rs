@@ -13,9 +13,11 @@
 //! similarity), `params` (spread and recall parameters), `spread` (the propagation engine),
 //! `recall`, `budget` (clock and latency predictor), `result`, `generate` (seeded graphs).
 
+mod accel;
 mod budget;
 mod build;
 mod config;
+mod cuda;
 mod embed;
 mod error;
 pub mod generate;
@@ -130,6 +132,8 @@ pub struct Graph {
     work: Mutex<Vec<Work>>,
     /// The graph's buffers on the wgpu device it last ran on.
     gpu: Mutex<Option<Arc<gpu::Resident>>>,
+    /// The graph's buffers on the CUDA device it last ran on.
+    cuda: Mutex<Option<Arc<cuda::Resident>>>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -162,6 +166,7 @@ impl Graph {
             emb,
             work: Mutex::new(Vec::new()),
             gpu: Mutex::new(None),
+            cuda: Mutex::new(None),
         }
     }
 
@@ -276,11 +281,11 @@ impl Graph {
         let mut work = self.take_work();
         let result = on_device(device, |threads| {
             let s = &mut work.spread;
-            match device {
-                Device::Wgpu(g) => {
-                    gpu::propagate(self, g, s, 1, &|_| seeds, params, &mut NoGate)?;
+            match accel::Accel::of(device) {
+                Some(a) => {
+                    a.propagate(self, s, 1, &|_| seeds, params, &mut NoGate)?;
                 }
-                _ => {
+                None => {
                     spread::propagate(self, s, 1, &|_| seeds, params, threads, &mut NoGate);
                 }
             }
@@ -296,9 +301,9 @@ impl Graph {
     /// pipelines now rather than in the first call (whose latency budget would count them);
     /// nothing to do on the CPU.
     pub fn prepare(&self, device: &Device) -> Result<(), GraphError> {
-        match device {
-            Device::Wgpu(g) => gpu::prepare(self, g),
-            _ => Ok(()),
+        match accel::Accel::of(device) {
+            Some(a) => a.prepare(self),
+            None => Ok(()),
         }
     }
 
@@ -336,7 +341,7 @@ pub(crate) fn on_device<R: Send>(device: &Device, f: impl FnOnce(usize) -> R + S
             let threads = d.threads();
             d.install(move || f(threads))
         }
-        // The host-side parts of wgpu work run on the global pool.
-        Device::Wgpu(_) => f(rayon::current_num_threads()),
+        // The host-side parts of GPU work run on the global pool.
+        Device::Wgpu(_) | Device::Cuda(_) => f(rayon::current_num_threads()),
     }
 }

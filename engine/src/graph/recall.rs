@@ -13,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use super::accel::{Accel, MAX_DEVICE_K};
 use super::budget::{BudgetGate, Clock, LatencyPredictor};
 use super::error::GraphError;
 use super::params::{MIN_SEED_ACTIVATION, RecallMode, RecallParams, SEED_BOOST, Seed, Tier};
@@ -154,10 +155,7 @@ impl Graph {
             }
         }
         let _span = tracing::debug_span!("graph_recall", queries = q).entered();
-        let gpu = match device {
-            crate::backend::Device::Wgpu(g) => Some(g),
-            _ => None,
-        };
+        let gpu = Accel::of(device);
         let results = on_device(device, |threads| {
             let super::Work { spread: s, recall } = &mut work;
             let mut results = Vec::with_capacity(q);
@@ -183,11 +181,11 @@ impl Graph {
     }
 }
 
-/// Where a group's device work runs: the CPU pool's threads, or a wgpu device.
+/// Where a group's device work runs: the CPU pool's threads, or a GPU.
 #[derive(Clone, Copy)]
 struct Exec<'d> {
     threads: usize,
-    gpu: Option<&'d crate::backend::wgpu::WgpuDevice>,
+    gpu: Option<Accel<'d>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -210,9 +208,9 @@ fn run(
     }
     match exec.gpu {
         // The device chooses every query's candidates; only those come back.
-        Some(g) if params.seeds_k <= super::gpu::MAX_DEVICE_K => {
+        Some(g) if params.seeds_k <= MAX_DEVICE_K => {
             let (k, theta) = (params.seeds_k, params.sim_threshold);
-            super::gpu::top_candidates(graph, g, queries, q, k, theta, &mut bufs.top)?;
+            g.top_candidates(graph, queries, q, k, theta, &mut bufs.top)?;
             for (lane, top) in bufs.lanes.iter_mut().zip(&mut bufs.top) {
                 std::mem::swap(&mut lane.cands, top);
                 seeds_from_candidates(lane, params);
@@ -220,7 +218,7 @@ fn run(
         }
         gpu => {
             match gpu {
-                Some(g) => super::gpu::similarities(graph, g, queries, q, &mut bufs.sims)?,
+                Some(g) => g.similarities(graph, queries, q, &mut bufs.sims)?,
                 None => graph
                     .emb
                     .similarities(queries, q, &mut bufs.scaled, &mut bufs.sims),
@@ -253,7 +251,7 @@ fn run(
     let lanes_ro: &[Lane] = lanes;
     let seeds = |i: usize| &lanes_ro[i].seeds[..];
     let outcome = match exec.gpu {
-        Some(g) => super::gpu::propagate(graph, g, s, q, &seeds, &params.spread, &mut gate)?,
+        Some(g) => g.propagate(graph, s, q, &seeds, &params.spread, &mut gate)?,
         None => spread::propagate(graph, s, q, &seeds, &params.spread, exec.threads, &mut gate),
     };
     // The nodes any lane activated, found in one pass over the node-major state, so that

@@ -51,6 +51,7 @@ impl Table {
                 device.supports(Workload::Tables)?;
                 Shards::Wgpu(Box::new(d.create_shards(&config)?))
             }
+            Device::Cuda(_) => return Err(Device::unsupported(Workload::Tables, device).into()),
         };
         Ok(Table {
             config,

@@ -1,22 +1,41 @@
 //! The CUDA backend: CUDA C kernels (`kernels/*.cu`) compiled at run time with NVRTC through
 //! cudarc (`dynamic-loading`, so warpgrid builds and runs without a CUDA toolkit or driver).
 //!
-//! In this version the kernels exist for graphs (`kernels/graph.cu`, the siblings of
-//! `shaders/graph.wgsl`) and compile in CI ([`nvrtc`]), and the probe finds the driver and the
-//! device without ever panicking; the device implementation that runs them is not built yet,
-//! so the probe reports the device it found and why it cannot be used, and `Auto` moves on.
+//! - [`driver`] finds the driver and device without ever panicking.
+//! - [`nvrtc`] carries every kernel source and compiles it (CI compiles each for `compute_90`
+//!   without a GPU); [`ptx_cache`] keeps the PTX on disk, keyed by source, options and NVRTC
+//!   version.
+//! - [`CudaDevice`] is one context and one stream, plain allocations, pinned staging and one
+//!   synchronisation per batch.
+//!
+//! What runs here in this version: activation graphs (`crate::graph::cuda`, with
+//! `kernels/graph.cu`). Shard tables and braids do not run on CUDA yet (their kernels are
+//! compile-checked; the code that launches them is not written), so [`Device::supports`]
+//! refuses them with the reason and `Auto` passes over CUDA ([`AUTO_SKIP`]).
+//!
+//! None of this has run on a GPU yet: no session building it had one.
+//!
+//! [`Device::supports`]: super::Device::supports
 
+mod device;
 mod driver;
 pub mod nvrtc;
+pub mod ptx_cache;
+
+pub use device::CudaDevice;
+pub(crate) use device::{Args, DeviceBuffer, grid};
 
 use super::Unavailable;
 
-pub(super) fn probe() -> Result<String, Unavailable> {
+/// Why `Auto` passes over a CUDA device in this version.
+pub const AUTO_SKIP: &str = "auto does not pick CUDA yet: only graphs run on it in this version \
+     (tables and braids do not); ask for it with --backend cuda";
+
+/// The device CUDA would use, and why `Auto` passes over it.
+pub(super) fn probe() -> Result<(String, Option<String>), Unavailable> {
     let device = driver::find_device()?;
-    Err(Unavailable {
-        reason: format!(
-            "found {device}, but this version of warpgrid does not run work on CUDA yet (its \
-             kernels are compile-checked only)"
-        ),
-    })
+    nvrtc::available().map_err(|reason| Unavailable {
+        reason: format!("found {device}, but {reason}"),
+    })?;
+    Ok((device, Some(AUTO_SKIP.into())))
 }

@@ -101,3 +101,16 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<Compiled, String>
     }
     Ok(Compiled { ptx, log })
 }
+
+/// NVRTC's version, e.g. "13.0" (part of the PTX cache key: another compiler may emit other
+/// PTX for the same source).
+pub fn version() -> Result<String, String> {
+    available()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is present (checked above); NVRTC writes two ints.
+    let status = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    status
+        .result()
+        .map(|()| format!("{major}.{minor}"))
+        .map_err(|e| format!("NVRTC could not report its version: {e:?}"))
+}

@@ -7,7 +7,7 @@ use crate::graph::Graph;
 use crate::graph::error::GraphError;
 
 /// Candidates one `topk_tiles` workgroup sorts (the shader's `TILE`).
-const TILE: usize = 1024;
+pub(crate) const TILE: usize = 1024;
 /// The largest k the device selects; a larger `seeds_k` selects on the host.
 pub(crate) const MAX_DEVICE_K: usize = TILE / 2;
 /// A key word no candidate has (the shader's `NONE`).
@@ -183,7 +183,7 @@ pub(crate) fn similarities(
 }
 
 /// The inverse of the shader's `total_order`.
-fn from_total_order(key: u32) -> f32 {
+pub(crate) fn from_total_order(key: u32) -> f32 {
     f32::from_bits(if key & 0x8000_0000 != 0 {
         key & 0x7fff_ffff
     } else {

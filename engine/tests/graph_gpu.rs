@@ -1,8 +1,9 @@
-//! Graph conformance on the wgpu backend (SPEC §0, §2): spread and recall on generated graphs
-//! against the CPU reference — activations within 1e-5 absolute, the same result sets and
-//! order except where scores tie within 1e-6, the same hops and first hops — and each
-//! backend's result reproducible run to run. Skips with a printed reason when no wgpu adapter
-//! exists, unless `WARPGRID_REQUIRE_WGPU=1` (CI, on lavapipe) makes that a failure.
+//! Graph conformance on the GPU backends, wgpu and CUDA (SPEC §0, §2): spread and recall on
+//! generated graphs against the CPU reference — activations within 1e-5 absolute, the same
+//! result sets and order except where scores tie within 1e-6, the same hops and first hops —
+//! and each backend's result reproducible run to run. A backend that cannot run here is
+//! skipped with a printed reason, unless `WARPGRID_REQUIRE_WGPU=1` (CI, on lavapipe) or
+//! `WARPGRID_REQUIRE_CUDA=1` makes that a failure.
 
 use std::time::Duration;
 
@@ -12,21 +13,35 @@ use warpgrid_engine::graph::{
 };
 use warpgrid_engine::{BackendKind, Device, DeviceConfig};
 
-fn wgpu() -> Option<Device> {
+/// The device of `backend`, or `None` (with the reason printed) when it cannot run here
+/// and `require` (an environment variable) is not set to 1.
+fn open(backend: BackendKind, require: &str) -> Option<Device> {
     let config = DeviceConfig {
-        backend: BackendKind::Wgpu,
+        backend,
         ..DeviceConfig::default()
     };
     match Device::open(&config) {
         Ok(d) => Some(d),
-        Err(e) if std::env::var("WARPGRID_REQUIRE_WGPU").as_deref() == Ok("1") => {
-            panic!("WARPGRID_REQUIRE_WGPU=1 but wgpu cannot run: {e}")
+        Err(e) if std::env::var(require).as_deref() == Ok("1") => {
+            panic!("{require}=1 but {backend} cannot run: {e}")
         }
         Err(e) => {
-            eprintln!("skipped: no wgpu backend here ({e})");
+            eprintln!("skipped on {backend}: {e}");
             None
         }
     }
+}
+
+fn wgpu() -> Option<Device> {
+    open(BackendKind::Wgpu, "WARPGRID_REQUIRE_WGPU")
+}
+
+/// Every GPU backend that runs here.
+fn gpus() -> Vec<Device> {
+    [wgpu(), open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA")]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 const ACTIVATION_TOLERANCE: f32 = 1e-5;
@@ -52,11 +67,11 @@ fn assert_close(what: &str, cpu: &[(u32, f32, f32, u32)], gpu: &[(u32, f32, f32,
         let twin = by_node
             .binary_search_by_key(&g.0, |h| h.0)
             .map(|j| by_node[j])
-            .unwrap_or_else(|_| panic!("{what}: node {} only on wgpu", g.0));
+            .unwrap_or_else(|_| panic!("{what}: node {} only on the gpu", g.0));
         assert!(
             (twin.1 - g.1).abs() <= ACTIVATION_TOLERANCE
                 && (twin.2 - g.2).abs() <= ACTIVATION_TOLERANCE,
-            "{what}: node {}: cpu {:?}, wgpu {:?}",
+            "{what}: node {}: cpu {:?}, gpu {:?}",
             g.0,
             twin,
             g
@@ -138,10 +153,16 @@ fn spread_params() -> Vec<(&'static str, SpreadParams)> {
 }
 
 #[test]
-fn spread_on_wgpu_matches_the_cpu_reference() {
-    let Some(gpu) = wgpu() else { return };
+fn spread_on_the_gpus_matches_the_cpu_reference() {
+    for gpu in gpus() {
+        spread_matches_the_cpu_reference(&gpu);
+    }
+}
+
+fn spread_matches_the_cpu_reference(gpu: &Device) {
     let cpu = Device::cpu().unwrap();
     for (gname, graph) in graphs() {
+        let gname = format!("{}: {gname}", gpu.kind());
         let n = graph.node_count() as u32;
         let seed_sets = [
             vec![Seed::full(0)],
@@ -156,21 +177,27 @@ fn spread_on_wgpu_matches_the_cpu_reference() {
             for seeds in &seed_sets {
                 let what = format!("{gname}, {pname}, {} seeds", seeds.len());
                 let want = graph.spread(&cpu, seeds, &params).unwrap();
-                let got = graph.spread(&gpu, seeds, &params).unwrap();
+                let got = graph.spread(gpu, seeds, &params).unwrap();
                 assert_eq!(got.hops_done, want.hops_done, "{what}: hops_done");
                 assert_close(&what, &spread_hits(&want), &spread_hits(&got));
                 // Reproducible run to run on the device.
-                assert_eq!(graph.spread(&gpu, seeds, &params).unwrap(), got, "{what}");
+                assert_eq!(graph.spread(gpu, seeds, &params).unwrap(), got, "{what}");
             }
         }
     }
 }
 
 #[test]
-fn recall_single_and_batched_on_wgpu_matches_the_cpu_reference() {
-    let Some(gpu) = wgpu() else { return };
+fn recall_single_and_batched_on_the_gpus_matches_the_cpu_reference() {
+    for gpu in gpus() {
+        recall_matches_the_cpu_reference(&gpu);
+    }
+}
+
+fn recall_matches_the_cpu_reference(gpu: &Device) {
     let cpu = Device::cpu().unwrap();
     for (gname, graph) in graphs() {
+        let gname = format!("{}: {gname}", gpu.kind());
         let queries = generate::queries_near(&graph, 70, 0.05, 3).unwrap();
         let d = graph.dim();
         // seeds_k 600 chooses seeds on the host (above the device's top-k limit).
@@ -194,7 +221,7 @@ fn recall_single_and_batched_on_wgpu_matches_the_cpu_reference() {
                 .unwrap();
             // 70 queries: one group of 64 lanes and one of 6.
             let got = graph
-                .recall_batch(&gpu, &queries, &params, &clock, &mut p)
+                .recall_batch(gpu, &queries, &params, &clock, &mut p)
                 .unwrap();
             for (i, (w, g)) in want.iter().zip(&got).enumerate() {
                 let what = format!("{gname}, {mode:?}, query {i}");
@@ -209,7 +236,7 @@ fn recall_single_and_batched_on_wgpu_matches_the_cpu_reference() {
             // One query alone on the device gives what it gave in the batch.
             for i in [0, 69] {
                 let alone = graph
-                    .recall(&gpu, &queries[i * d..(i + 1) * d], &params, &clock, &mut p)
+                    .recall(gpu, &queries[i * d..(i + 1) * d], &params, &clock, &mut p)
                     .unwrap();
                 assert_eq!(alone, got[i], "{gname}, {mode:?}, query {i} alone");
             }
@@ -218,9 +245,14 @@ fn recall_single_and_batched_on_wgpu_matches_the_cpu_reference() {
 }
 
 #[test]
-fn the_budget_truncates_on_wgpu_as_on_the_cpu() {
-    let Some(gpu) = wgpu() else { return };
+fn the_budget_truncates_on_the_gpus_as_on_the_cpu() {
     let graph = &graphs()[0].1;
+    for gpu in gpus() {
+        budget_truncates(graph, &gpu);
+    }
+}
+
+fn budget_truncates(graph: &Graph, gpu: &Device) {
     let queries = generate::queries_near(graph, 3, 0.05, 4).unwrap();
     let params = RecallParams {
         budget: Duration::from_millis(1),
@@ -229,16 +261,10 @@ fn the_budget_truncates_on_wgpu_as_on_the_cpu() {
     // Every clock reading is 10 ms after the last: the budget is spent before hop 1.
     let clock = ManualClock::with_tick(Duration::from_millis(10));
     let got = graph
-        .recall_batch(
-            &gpu,
-            &queries,
-            &params,
-            &clock,
-            &mut LatencyPredictor::new(),
-        )
+        .recall_batch(gpu, &queries, &params, &clock, &mut LatencyPredictor::new())
         .unwrap();
     for r in got {
-        assert!(r.partial);
+        assert!(r.partial, "{}", gpu.kind());
         assert_eq!(r.hops_done, 0);
         assert!(r.hits.iter().all(|h| h.first_hop == 0));
     }
@@ -258,6 +284,32 @@ fn tables_open_on_the_same_wgpu_device() {
     assert_eq!(
         r.get(1),
         Some(warpgrid_engine::table::Outcome::Value(&[7; 8]))
+    );
+}
+
+/// CUDA runs graphs only in this version: tables and braids are refused with the reason.
+#[test]
+fn cuda_refuses_tables_and_braids_with_the_reason() {
+    let Some(cuda) = open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA") else {
+        return;
+    };
+    let err = warpgrid_engine::Table::create(&cuda, warpgrid_engine::TableConfig::new("t"))
+        .err()
+        .expect("tables are refused on cuda");
+    assert!(
+        err.to_string().contains("does not run shard tables"),
+        "{err}"
+    );
+    let config =
+        warpgrid_engine::braid::BraidConfig::new(warpgrid_engine::braid::TorusConfig::new([
+            4, 4, 4,
+        ]));
+    let err = warpgrid_engine::braid::Braid::new_on(&cuda, &config)
+        .err()
+        .expect("braids are refused on cuda");
+    assert!(
+        err.to_string().contains("does not run braided tori"),
+        "{err}"
     );
 }
 
