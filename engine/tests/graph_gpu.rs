@@ -293,9 +293,10 @@ fn cuda_refuses_tables_and_braids_with_the_reason() {
     let Some(cuda) = open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA") else {
         return;
     };
-    let err = warpgrid_engine::Table::create(&cuda, warpgrid_engine::TableConfig::new("t"))
-        .err()
-        .expect("tables are refused on cuda");
+    let Err(err) = warpgrid_engine::Table::create(&cuda, warpgrid_engine::TableConfig::new("t"))
+    else {
+        panic!("tables are refused on cuda")
+    };
     assert!(
         err.to_string().contains("does not run shard tables"),
         "{err}"
@@ -304,9 +305,9 @@ fn cuda_refuses_tables_and_braids_with_the_reason() {
         warpgrid_engine::braid::BraidConfig::new(warpgrid_engine::braid::TorusConfig::new([
             4, 4, 4,
         ]));
-    let err = warpgrid_engine::braid::Braid::new_on(&cuda, &config)
-        .err()
-        .expect("braids are refused on cuda");
+    let Err(err) = warpgrid_engine::braid::Braid::new_on(&cuda, &config) else {
+        panic!("braids are refused on cuda")
+    };
     assert!(
         err.to_string().contains("does not run braided tori"),
         "{err}"

@@ -1,5 +1,6 @@
 //! An opened CUDA device: one context and one stream per engine, kernels compiled once per
-//! process (and cached on disk, [`super::ptx_cache`]), plain device allocations, pinned host
+//! process for the device's own architecture (cubins, cached on disk:
+//! [`super::kernel_cache`]), plain device allocations, pinned host
 //! staging reused across batches, and one synchronisation per batch.
 //!
 //! Work is queued on the stream without waiting: [`CudaDevice::write`] (host → device through
@@ -25,7 +26,7 @@ use cudarc::driver::{
     result,
 };
 
-use super::{driver, nvrtc, ptx_cache};
+use super::{driver, kernel_cache, nvrtc};
 use crate::backend::{BackendKind, DeviceConfig};
 use crate::error::BackendError;
 
@@ -39,9 +40,9 @@ struct Inner {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     description: String,
-    /// NVRTC's architecture for this device, e.g. `compute_90`.
+    /// NVRTC's (real) architecture for this device, e.g. `sm_90`.
     arch: String,
-    ptx_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     /// Loaded modules by kernel file, and functions by (file, kernel).
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<(&'static str, &'static str), CudaFunction>>,
@@ -230,7 +231,7 @@ impl CudaDevice {
             unsafe { ctx.disable_event_tracking() };
             let stream = ctx.new_stream()?;
             let (major, minor) = ctx.compute_capability()?;
-            Ok((ctx, stream, format!("compute_{major}{minor}")))
+            Ok((ctx, stream, format!("sm_{major}{minor}")))
         });
         let (ctx, stream, arch) = match opened {
             Ok(Ok(v)) => v,
@@ -243,7 +244,7 @@ impl CudaDevice {
                 stream,
                 description,
                 arch,
-                ptx_dir: ptx_cache::directory(),
+                cache_dir: kernel_cache::directory(),
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
                 fault: Mutex::new(None),
@@ -341,33 +342,30 @@ impl CudaDevice {
                 backend: BackendKind::Cuda,
                 reason: format!("kernels/{file} is not built into this binary"),
             })?;
-        let dir = self.inner.ptx_dir.as_deref();
+        let dir = self.inner.cache_dir.as_deref();
         let arch = &self.inner.arch;
         let compile_error = |reason: String| BackendError::Device {
             backend: BackendKind::Cuda,
             reason: format!("compiling kernels/{file} for {arch}: {reason}"),
         };
-        let (ptx, origin) = ptx_cache::ptx(dir, file, source, arch).map_err(compile_error)?;
-        let loaded = self
-            .inner
-            .ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(ptx));
-        let module = match (loaded, origin) {
+        let what = format!("loading kernels/{file}");
+        let load = |cubin: Vec<u8>| {
+            self.inner
+                .ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+        };
+        let (cubin, origin) =
+            kernel_cache::cubin(dir, file, source, arch).map_err(compile_error)?;
+        let module = match (load(cubin), origin) {
             (Ok(m), _) => m,
             // A cached entry the driver refuses: forget it and compile afresh.
-            (Err(_), ptx_cache::Origin::Cache) => {
-                ptx_cache::forget(dir, file, source, arch);
-                let compiled = nvrtc::compile(file, source, arch).map_err(compile_error)?;
-                self.check(
-                    &format!("loading kernels/{file}"),
-                    self.inner
-                        .ctx
-                        .load_module(cudarc::nvrtc::Ptx::from_src(compiled.ptx)),
-                )?
+            (Err(_), kernel_cache::Origin::Cache) => {
+                kernel_cache::forget(dir, file, source, arch);
+                let (cubin, _) =
+                    kernel_cache::cubin(None, file, source, arch).map_err(compile_error)?;
+                self.check(&what, load(cubin))?
             }
-            (Err(e), ptx_cache::Origin::Compiled) => {
-                return Err(driver_error(&format!("loading kernels/{file}"), e));
-            }
+            (Err(e), kernel_cache::Origin::Compiled) => return Err(driver_error(&what, e)),
         };
         modules.insert(file, Arc::clone(&module));
         Ok(module)

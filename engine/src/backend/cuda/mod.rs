@@ -3,8 +3,8 @@
 //!
 //! - [`driver`] finds the driver and device without ever panicking.
 //! - [`nvrtc`] carries every kernel source and compiles it (CI compiles each for `compute_90`
-//!   without a GPU); [`ptx_cache`] keeps the PTX on disk, keyed by source, options and NVRTC
-//!   version.
+//!   without a GPU); the device loads cubins for its own `sm_XY`, which [`kernel_cache`]
+//!   keeps on disk, keyed by source, options and NVRTC version.
 //! - [`CudaDevice`] is one context and one stream, plain allocations, pinned staging and one
 //!   synchronisation per batch.
 //!
@@ -19,8 +19,8 @@
 
 mod device;
 mod driver;
+pub mod kernel_cache;
 pub mod nvrtc;
-pub mod ptx_cache;
 
 pub use device::CudaDevice;
 pub(crate) use device::{Args, DeviceBuffer, grid};

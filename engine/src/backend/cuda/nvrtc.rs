@@ -44,6 +44,10 @@ pub fn available() -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub ptx: String,
+    /// The device code (an ELF image) when compiled for a real architecture (`sm_90`); for a
+    /// virtual one (`compute_90`) there is only PTX. The CUDA device loads this rather than
+    /// the PTX: a driver older than NVRTC cannot JIT newer PTX, but loads its cubin.
+    pub cubin: Option<Vec<u8>>,
     /// NVRTC's log (empty when it had nothing to say).
     pub log: String,
 }
@@ -93,13 +97,37 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<Compiled, String>
             "{file}: compilation for {arch} failed ({e:?}):\n{log}"
         )),
     };
+    let cubin = match &ptx {
+        Ok(_) if arch.starts_with("sm_") => {
+            Some(cubin_of(prog).map_err(|e| format!("{file}: {e}")))
+        }
+        _ => None,
+    }
+    .transpose();
     // SAFETY: `prog` is destroyed once, after its last use.
     let _ = unsafe { result::destroy_program(prog) };
     let ptx = ptx?;
+    let cubin = cubin?;
     if log.to_ascii_lowercase().contains("warning") {
         return Err(format!("{file}: compiled for {arch} with warnings:\n{log}"));
     }
-    Ok(Compiled { ptx, log })
+    Ok(Compiled { ptx, cubin, log })
+}
+
+/// The cubin of a program compiled for a real architecture.
+fn cubin_of(prog: cudarc::nvrtc::sys::nvrtcProgram) -> Result<Vec<u8>, String> {
+    use cudarc::nvrtc::sys;
+    let mut size = 0usize;
+    // SAFETY: `prog` compiled successfully; NVRTC writes the size.
+    unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) }
+        .result()
+        .map_err(|e| format!("NVRTC could not size the cubin: {e:?}"))?;
+    let mut cubin = vec![0u8; size];
+    // SAFETY: the buffer holds `size` bytes, as NVRTC asked.
+    unsafe { sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()) }
+        .result()
+        .map_err(|e| format!("NVRTC could not return the cubin: {e:?}"))?;
+    Ok(cubin)
 }
 
 /// NVRTC's version, e.g. "13.0" (part of the PTX cache key: another compiler may emit other
