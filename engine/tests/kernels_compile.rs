@@ -100,11 +100,12 @@ fn a_kernel_with_an_error_or_a_warning_is_refused() {
 }
 
 /// `kernels/X.cu` and its WGSL sibling `shaders/X.wgsl`.
-const SIBLINGS: &[&str] = &["graph", "table"];
+const SIBLINGS: &[&str] = &["braid", "graph", "table"];
 /// Kernels a `.cu` sibling may have beyond its WGSL entry points (none so far).
 const CUDA_ONLY: &[&str] = &[];
 /// (sibling, WGSL uniform struct, the CUDA struct that mirrors it).
 const PARAMS: &[(&str, &str, &str)] = &[
+    ("braid", "Params", "BraidParams"),
     ("graph", "Hop", "Hop"),
     ("graph", "Sim", "Sim"),
     ("graph", "Topk", "Topk"),

@@ -22,6 +22,10 @@ pub struct KernelSource {
 /// Every kernel source, by file name.
 pub const KERNELS: &[KernelSource] = &[
     KernelSource {
+        file: "braid.cu",
+        source: include_str!("../../../../kernels/braid.cu"),
+    },
+    KernelSource {
         file: "graph.cu",
         source: include_str!("../../../../kernels/graph.cu"),
     },
