@@ -20,10 +20,20 @@ pub struct KernelSource {
 }
 
 /// Every kernel source, by file name.
-pub const KERNELS: &[KernelSource] = &[KernelSource {
-    file: "graph.cu",
-    source: include_str!("../../../../kernels/graph.cu"),
-}];
+pub const KERNELS: &[KernelSource] = &[
+    KernelSource {
+        file: "braid.cu",
+        source: include_str!("../../../../kernels/braid.cu"),
+    },
+    KernelSource {
+        file: "graph.cu",
+        source: include_str!("../../../../kernels/graph.cu"),
+    },
+    KernelSource {
+        file: "table.cu",
+        source: include_str!("../../../../kernels/table.cu"),
+    },
+];
 
 /// Whether NVRTC (libnvrtc.so) can be loaded here; `Err` says why not.
 pub fn available() -> Result<(), String> {
