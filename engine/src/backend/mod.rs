@@ -9,8 +9,8 @@
 //! if an adapter is present, else CPU. An explicitly requested backend that cannot run is an
 //! error naming the reason, never a silent fallback. In this version `Auto` passes over a
 //! backend that would be slower or incomplete here, saying why in `warpgrid info`: a
-//! software wgpu adapter ([`wgpu::SOFTWARE_ADAPTER_SKIP`]) and CUDA while it runs graphs
-//! only ([`cuda::AUTO_SKIP`]).
+//! software wgpu adapter ([`wgpu::SOFTWARE_ADAPTER_SKIP`]) and CUDA while it does not run
+//! shard tables ([`cuda::AUTO_SKIP`]).
 
 pub mod cpu;
 pub mod cuda;
@@ -206,14 +206,14 @@ impl Device {
     }
 
     /// Whether this device runs `workload`; `Err` ([`BackendError::Unsupported`]) says why not.
-    /// The cpu and wgpu backends run every workload; CUDA runs graphs only in this version.
-    /// The conformance suites skip what a device does not run, with this reason.
+    /// The cpu and wgpu backends run every workload; CUDA runs graphs and braids (not shard
+    /// tables) in this version. The conformance suites skip what a device does not run,
+    /// with this reason.
     pub fn supports(&self, workload: Workload) -> Result<(), BackendError> {
         match (self, workload) {
-            (Device::Cpu(_) | Device::Wgpu(_), _) | (Device::Cuda(_), Workload::Graphs) => Ok(()),
-            (Device::Cuda(_), Workload::Tables | Workload::Braids) => {
-                Err(Device::unsupported(workload, self))
-            }
+            (Device::Cpu(_) | Device::Wgpu(_), _)
+            | (Device::Cuda(_), Workload::Graphs | Workload::Braids) => Ok(()),
+            (Device::Cuda(_), Workload::Tables) => Err(Device::unsupported(workload, self)),
         }
     }
 

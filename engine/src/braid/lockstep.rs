@@ -23,14 +23,14 @@ use super::adaptive::IntervalControl;
 use super::config::{BraidConfig, time_limit};
 use super::convergence::ConvergenceTracker;
 use super::error::BraidError;
-use super::gpu::{self, Resident};
 use super::latency::LatencyHistogram;
 use super::projection::{Application, Projection};
+use super::resident::{self, BraidDevice, Resident};
 use super::stats::{BraidStats, LatencyStats};
 use super::torus::Torus;
 use super::workload::Workload;
+use super::{cuda, gpu};
 use crate::backend::Device;
-use crate::backend::wgpu::WgpuDevice;
 
 /// Exchange counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,15 +64,22 @@ pub struct Braid {
     busy_ns: u64,
     exchange_latency: LatencyHistogram,
     timed_events: u64,
-    /// The tori resident on a wgpu device, when the last run was there (the host tori are
-    /// read back after every such run, so they are always current).
+    /// The tori resident on a GPU, when the last run was there (the host tori are read back
+    /// after every such run, so they are always current).
     gpu: GpuSlot,
 }
 
 /// Device-resident state of a braid. A clone starts without one (it uploads its own host
 /// tori when it next runs on a device).
 #[derive(Debug, Default)]
-struct GpuSlot(Option<Box<Resident>>);
+struct GpuSlot(Option<Box<OnGpu>>);
+
+/// The tori resident on one GPU backend.
+#[derive(Debug)]
+enum OnGpu {
+    Wgpu(Resident<gpu::WgpuBraid>),
+    Cuda(Resident<cuda::CudaBraid>),
+}
 
 impl Clone for GpuSlot {
     fn clone(&self) -> Self {
@@ -189,36 +196,52 @@ impl Braid {
     }
 
     /// [`Braid::new`] on `device`: on the CPU backend, on its workers (its thread pool)
-    /// rather than the caller's rayon pool; on wgpu, built on the host and uploaded (an
-    /// adapter too small for it is an error naming the limit).
+    /// rather than the caller's rayon pool; on wgpu or CUDA, built on the host and uploaded
+    /// (a device too small for it is an error naming the limit).
     pub fn new_on(device: &Device, config: &BraidConfig) -> Result<Braid, BraidError> {
         match device {
             Device::Cpu(d) => d.install(|| Braid::new(config)),
             Device::Wgpu(g) => {
                 let mut braid = Braid::new(config)?;
-                braid.gpu.0 = Some(Box::new(Resident::upload(g, &braid.tori, braid.now)?));
+                let r = gpu::upload(g, &braid.tori, braid.now)?;
+                braid.gpu.0 = Some(Box::new(OnGpu::Wgpu(r)));
                 Ok(braid)
             }
-            Device::Cuda(_) => Err(BraidError::Backend(crate::backend::Device::unsupported(
-                crate::backend::Workload::Braids,
-                device,
-            ))),
+            Device::Cuda(c) => {
+                let mut braid = Braid::new(config)?;
+                let r = cuda::upload(c, &braid.tori, braid.now)?;
+                braid.gpu.0 = Some(Box::new(OnGpu::Cuda(r)));
+                Ok(braid)
+            }
         }
     }
 
     /// [`Braid::run_until`] on `device`: on the CPU backend, on its workers rather than the
-    /// caller's rayon pool (the thread count never changes results); on wgpu, with the tori
-    /// resident on the device (uploaded on first use, kept there between calls, read back
-    /// into [`Braid::tori`] at the end of each call). Results are bit-identical to the CPU's.
-    /// A call that fails leaves the braid as it was before the call.
+    /// caller's rayon pool (the thread count never changes results); on wgpu or CUDA, with
+    /// the tori resident on the device (uploaded on first use, kept there between calls,
+    /// read back into [`Braid::tori`] at the end of each call). Results are bit-identical to
+    /// the CPU's. A call that fails leaves the braid as it was before the call.
     pub fn run_until_on(&mut self, device: &Device, target: u32) -> Result<(), BraidError> {
         match device {
             Device::Cpu(d) => d.install(|| self.run_until(target)),
-            Device::Wgpu(g) => self.run_until_wgpu(g, target),
-            Device::Cuda(_) => Err(BraidError::Backend(crate::backend::Device::unsupported(
-                crate::backend::Workload::Braids,
-                device,
-            ))),
+            Device::Wgpu(g) => self.run_until_gpu(
+                target,
+                |slot| match slot {
+                    OnGpu::Wgpu(r) if r.device().on(g) => Some(r),
+                    _ => None,
+                },
+                |tori, now| gpu::upload(g, tori, now),
+                OnGpu::Wgpu,
+            ),
+            Device::Cuda(c) => self.run_until_gpu(
+                target,
+                |slot| match slot {
+                    OnGpu::Cuda(r) if r.device().on(c) => Some(r),
+                    _ => None,
+                },
+                |tori, now| cuda::upload(c, tori, now),
+                OnGpu::Cuda,
+            ),
         }
     }
 
@@ -351,10 +374,18 @@ impl Braid {
         self.timed_events = s.timed_events;
     }
 
-    /// [`Braid::run_until`] with the tori on a wgpu device. On failure the schedule and
-    /// statistics go back to where they were and the device copy is dropped (the host tori
-    /// were not touched: they are read back only when the run completes).
-    fn run_until_wgpu(&mut self, gpu: &WgpuDevice, target: u32) -> Result<(), BraidError> {
+    /// [`Braid::run_until`] with the tori on a GPU: the resident copy `reuse` keeps from
+    /// the slot (one on this device), else the tori as `upload` puts them there; `keep`
+    /// stores it back. On failure the schedule and statistics go back to where they were
+    /// and the device copy is dropped (the host tori were not touched: they are read back
+    /// only when the run completes).
+    fn run_until_gpu<D: BraidDevice>(
+        &mut self,
+        target: u32,
+        reuse: impl FnOnce(OnGpu) -> Option<Resident<D>>,
+        upload: impl FnOnce(&[Torus], u32) -> Result<Resident<D>, BraidError>,
+        keep: impl FnOnce(Resident<D>) -> OnGpu,
+    ) -> Result<(), BraidError> {
         if target >= self.limit {
             return Err(BraidError::TimeLimit {
                 instant: target as u64,
@@ -362,9 +393,9 @@ impl Braid {
             });
         }
         let saved = self.save();
-        let resident = match self.gpu.0.take() {
-            Some(r) if r.on(gpu) => Ok(r),
-            _ => Resident::upload(gpu, &self.tori, self.now).map(Box::new),
+        let resident = match self.gpu.0.take().and_then(|slot| reuse(*slot)) {
+            Some(r) => Ok(r),
+            None => upload(&self.tori, self.now),
         };
         let mut timings = Vec::new();
         let result = resident.and_then(|mut r| {
@@ -374,7 +405,7 @@ impl Braid {
         });
         match result {
             Ok(r) => {
-                self.gpu.0 = Some(r);
+                self.gpu.0 = Some(Box::new(keep(r)));
                 for (instants, ns) in timings {
                     for (torus, &count) in self.tori.iter_mut().zip(&instants) {
                         torus.record_instants(count, ns);
@@ -391,9 +422,9 @@ impl Braid {
 
     /// Runs the schedule on the device; `timings` collects, per segment, the instants each
     /// torus processed and the wall time per instant (recorded once the run succeeds).
-    fn run_device(
+    fn run_device<D: BraidDevice>(
         &mut self,
-        res: &mut Resident,
+        res: &mut Resident<D>,
         target: u32,
         timings: &mut Vec<(Vec<u64>, u64)>,
     ) -> Result<(), BraidError> {
@@ -421,7 +452,7 @@ impl Braid {
     /// [`Braid::exchange`] with the tori on the device: the device reduces the faces, acc
     /// sums and counters, the host applies the projections, the corrective events go back
     /// as one injection.
-    fn exchange_device(&mut self, res: &mut Resident) -> Result<(), BraidError> {
+    fn exchange_device<D: BraidDevice>(&mut self, res: &mut Resident<D>) -> Result<(), BraidError> {
         let start = Instant::now();
         let inputs = res.project(self.now)?;
         let count = inputs.len();
@@ -430,7 +461,7 @@ impl Braid {
         let mut dropped = vec![0; count];
         for sender in 0..count {
             let receiver = (sender + 1) % count;
-            let projection = gpu::projection(sender as u32, &inputs[sender]);
+            let projection = resident::projection(sender as u32, &inputs[sender]);
             let mut view = res.receiver(receiver, &inputs[receiver], self.config.torus.max_pending);
             apps.push(projection.apply_to(
                 &mut view,

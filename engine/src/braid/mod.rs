@@ -16,6 +16,7 @@
 mod adaptive;
 mod config;
 mod convergence;
+mod cuda;
 mod error;
 mod event;
 mod fnv;
@@ -25,6 +26,7 @@ mod lattice;
 mod lockstep;
 mod projection;
 pub mod reference;
+mod resident;
 mod stats;
 mod torus;
 mod workload;

@@ -9,9 +9,11 @@
 //!   synchronisation per batch.
 //!
 //! What runs here in this version: activation graphs (`crate::graph::cuda`, with
-//! `kernels/graph.cu`). Shard tables and braids do not run on CUDA yet (their kernels are
-//! compile-checked; the code that launches them is not written), so [`Device::supports`]
-//! refuses them with the reason and `Auto` passes over CUDA ([`AUTO_SKIP`]).
+//! `kernels/graph.cu`) and braided tori (`crate::braid::cuda`, with `kernels/braid.cu`,
+//! driven by the same host order as wgpu). Shard tables do not run on CUDA yet (their
+//! kernels are compile-checked; the code that launches them is not written), so
+//! [`Device::supports`] refuses them with the reason and `Auto` passes over CUDA
+//! ([`AUTO_SKIP`]) until they do.
 //!
 //! None of this has run on a GPU yet: no session building it had one.
 //!
@@ -28,8 +30,8 @@ pub(crate) use device::{Args, DeviceBuffer, grid};
 use super::Unavailable;
 
 /// Why `Auto` passes over a CUDA device in this version.
-pub const AUTO_SKIP: &str = "auto does not pick CUDA yet: only graphs run on it in this version \
-     (tables and braids do not); ask for it with --backend cuda";
+pub const AUTO_SKIP: &str = "auto does not pick CUDA yet: graphs and braids run on it in this \
+     version, shard tables do not; ask for it with --backend cuda";
 
 /// The device CUDA would use, and why `Auto` passes over it.
 pub(super) fn probe() -> Result<(String, Option<String>), Unavailable> {

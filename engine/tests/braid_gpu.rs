@@ -1,10 +1,11 @@
-//! Braids on the wgpu backend against the CPU backend (SPEC §0: integer work is
-//! bit-identical): random braid configs (every builder, 1 to 4 tori, small `max_pending` so
-//! the drop rule cuts, corrective events, injections at later instants than the calendar
+//! Braids on every GPU backend (wgpu, CUDA) against the CPU backend (SPEC §0: integer work
+//! is bit-identical): random braid configs (every builder, 1 to 4 tori, small `max_pending`
+//! so the drop rule cuts, corrective events, injections at later instants than the calendar
 //! covers) run in several `run_until` pieces on both, and after every piece the digest of
 //! every torus, every statistics counter, the interval history and the convergence agree.
-//! Skips with a printed reason when no wgpu adapter exists, unless `WARPGRID_REQUIRE_WGPU=1`
-//! (CI, on lavapipe) makes that a failure.
+//! A backend that cannot run here is skipped with a printed reason, unless
+//! `WARPGRID_REQUIRE_WGPU=1` (CI, on lavapipe) or `WARPGRID_REQUIRE_CUDA=1` makes that a
+//! failure.
 
 use warpgrid_engine::braid::{
     Braid, BraidConfig, BraidStats, EdgesBuilder, InjectBuilder, TorusConfig,
@@ -16,21 +17,34 @@ use warpgrid_engine::{BackendKind, Device, DeviceConfig};
 mod generate;
 use generate::{pick, random_braid};
 
-fn wgpu() -> Option<Device> {
+/// The device of `backend`, or `None` (with the reason printed) when it cannot run here
+/// and `require` (an environment variable) is not set to 1.
+fn open(backend: BackendKind, require: &str) -> Option<Device> {
     let config = DeviceConfig {
-        backend: BackendKind::Wgpu,
+        backend,
         ..DeviceConfig::default()
     };
     match Device::open(&config) {
         Ok(d) => Some(d),
-        Err(e) if std::env::var("WARPGRID_REQUIRE_WGPU").as_deref() == Ok("1") => {
-            panic!("WARPGRID_REQUIRE_WGPU=1 but wgpu cannot run: {e}")
+        Err(e) if std::env::var(require).as_deref() == Ok("1") => {
+            panic!("{require}=1 but {backend} cannot run: {e}")
         }
         Err(e) => {
-            eprintln!("skipped: no wgpu backend here ({e})");
+            eprintln!("skipped on {backend}: {e}");
             None
         }
     }
+}
+
+/// Every GPU backend that runs here.
+fn gpus() -> Vec<Device> {
+    [
+        open(BackendKind::Wgpu, "WARPGRID_REQUIRE_WGPU"),
+        open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Statistics without the timings (which differ run to run and backend to backend); the
@@ -56,7 +70,8 @@ fn compare(config: &BraidConfig, gpu: &Device, pieces: &[u32]) -> BraidStats {
         dev.run_until_on(gpu, t).unwrap();
         for (i, (a, b)) in cpu.tori().iter().zip(dev.tori()).enumerate() {
             let diff = |what: &str, x: &dyn std::fmt::Debug, y: &dyn std::fmt::Debug| {
-                panic!("torus {i} {what} at {t}: cpu {x:?}\n wgpu {y:?}\n{config:?}")
+                let kind = gpu.kind();
+                panic!("torus {i} {what} at {t}: cpu {x:?}\n {kind} {y:?}\n{config:?}")
             };
             let (pa, pb) = (a.pending_events(), b.pending_events());
             if pa != pb {
@@ -74,14 +89,19 @@ fn compare(config: &BraidConfig, gpu: &Device, pieces: &[u32]) -> BraidStats {
             }
         }
         let (c, d) = (counters(&cpu), counters(&dev));
-        assert_eq!(c, d, "at {t}: {config:?}");
+        assert_eq!(c, d, "{} at {t}: {config:?}", gpu.kind());
     }
     counters(&dev)
 }
 
 #[test]
 fn random_braids_agree_with_the_cpu() {
-    let Some(gpu) = wgpu() else { return };
+    for gpu in gpus() {
+        random_braids_agree_with_the_cpu_on(&gpu);
+    }
+}
+
+fn random_braids_agree_with_the_cpu_on(gpu: &Device) {
     let mut rng = SplitMix64::new(77);
     let (mut exchanges, mut dropped, mut corrective, mut boundary) = (0, 0, 0, 0);
     let mut tori = std::collections::BTreeSet::new();
@@ -94,7 +114,7 @@ fn random_braids_agree_with_the_cpu() {
             t = (t + pick(&mut rng, 1, 70) as u32).min(config.instants);
             pieces.push(t);
         }
-        let s = compare(&config, &gpu, &pieces);
+        let s = compare(&config, gpu, &pieces);
         exchanges += s.exchanges;
         dropped += s.events_dropped();
         corrective += s.corrective_events;
@@ -112,7 +132,12 @@ fn random_braids_agree_with_the_cpu() {
 
 #[test]
 fn dense_instants_with_drops_agree_with_the_cpu() {
-    let Some(gpu) = wgpu() else { return };
+    for gpu in gpus() {
+        dense_instants_with_drops_agree_with_the_cpu_on(&gpu);
+    }
+}
+
+fn dense_instants_with_drops_agree_with_the_cpu_on(gpu: &Device) {
     // Neighbour edges (3 out-edges a cell), a population well over max_pending: every
     // instant emits more than fits and the drop rule keeps the smallest (cut by delay, then
     // destination, then source, then payload).
@@ -134,7 +159,7 @@ fn dense_instants_with_drops_agree_with_the_cpu() {
         )
         .with_tori(tori)
         .with_adaptive_interval(10, 5, 40);
-        let s = compare(&config, &gpu, &[3, 17, 40, 41, 90]);
+        let s = compare(&config, gpu, &[3, 17, 40, 41, 90]);
         assert!(s.events_dropped() > 1000, "{dims:?}: {s:?}");
         assert!(s.events_processed() > 2000, "{dims:?}");
     }
@@ -142,7 +167,12 @@ fn dense_instants_with_drops_agree_with_the_cpu() {
 
 #[test]
 fn far_injections_and_idle_stretches_agree_with_the_cpu() {
-    let Some(gpu) = wgpu() else { return };
+    for gpu in gpus() {
+        far_injections_and_idle_stretches_agree_with_the_cpu_on(&gpu);
+    }
+}
+
+fn far_injections_and_idle_stretches_agree_with_the_cpu_on(gpu: &Device) {
     // Listed injections far beyond max_delay (they wait on the host), fixed interval with
     // exchanges over idle stretches, run in many small pieces and some long ones.
     let events = (0..40)
@@ -168,13 +198,18 @@ fn far_injections_and_idle_stretches_agree_with_the_cpu() {
     .with_tori(3)
     .with_fixed_interval(7);
     let pieces: Vec<u32> = (1..30).chain([60, 61, 200, 333, 340]).collect();
-    let s = compare(&config, &gpu, &pieces);
+    let s = compare(&config, gpu, &pieces);
     assert!(s.exchanges >= 40 && s.events_processed() > 40, "{s:?}");
 }
 
 #[test]
 fn a_run_alternating_backends_agrees() {
-    let Some(gpu) = wgpu() else { return };
+    for gpu in gpus() {
+        a_run_alternating_backends_agrees_on(&gpu);
+    }
+}
+
+fn a_run_alternating_backends_agrees_on(gpu: &Device) {
     let cpu_device = Device::cpu().unwrap();
     let mut rng = SplitMix64::new(5);
     let config = random_braid(&mut rng).with_tori(3);
@@ -182,7 +217,7 @@ fn a_run_alternating_backends_agrees() {
     let mut mixed = Braid::new(&config).unwrap();
     for (k, t) in [10, 25, 40, 70, 71, 120].into_iter().enumerate() {
         reference.run_until(t).unwrap();
-        let device = if k % 2 == 0 { &gpu } else { &cpu_device };
+        let device = if k % 2 == 0 { gpu } else { &cpu_device };
         mixed.run_until_on(device, t).unwrap();
         assert_eq!(counters(&reference), counters(&mixed), "at {t}");
     }
@@ -190,23 +225,74 @@ fn a_run_alternating_backends_agrees() {
 
 #[test]
 fn a_braid_too_large_for_the_adapter_is_refused_by_name() {
-    let Some(gpu) = wgpu() else { return };
+    for gpu in gpus() {
+        a_braid_too_large_for_the_adapter_is_refused_by_name_on(&gpu);
+    }
+}
+
+fn a_braid_too_large_for_the_adapter_is_refused_by_name_on(gpu: &Device) {
     // 2^24 pending events a torus: hundreds of MiB per buffer on 8 tori.
     let config =
         BraidConfig::new(TorusConfig::new([4, 4, 4]).with_max_pending(1 << 24)).with_tori(8);
-    match Braid::new_on(&gpu, &config) {
-        Ok(mut braid) => braid.run_until_on(&gpu, 5).unwrap(),
+    match Braid::new_on(gpu, &config) {
+        Ok(mut braid) => braid.run_until_on(gpu, 5).unwrap(),
         Err(e) => {
             let msg = e.to_string();
-            eprintln!("refused: {msg}");
-            assert!(msg.contains("max_storage_buffer_binding_size"), "{msg}");
+            eprintln!("refused on {}: {msg}", gpu.kind());
+            // wgpu names its binding limit; CUDA has none here, only its memory.
+            let reason = match gpu.kind() {
+                BackendKind::Cuda => "out of device memory",
+                _ => "max_storage_buffer_binding_size",
+            };
+            assert!(msg.contains(reason), "{msg}");
         }
     }
 }
 
 #[test]
+fn a_braid_past_the_kernels_32_bit_indices_is_refused_by_name_on_cuda() {
+    let Some(cuda) = open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA") else {
+        return;
+    };
+    // 2 tori of 2^28 pending events with 3 out-edges a cell: the emission buffer would hold
+    // 2 · 3 · 2^28 events of 3 words, more than braid.cu's u32 indices reach. Refused
+    // before anything is allocated.
+    let config =
+        BraidConfig::new(TorusConfig::new([4, 4, 4]).with_max_pending(1 << 28)).with_tori(2);
+    let err = Braid::new_on(&cuda, &config).unwrap_err().to_string();
+    assert!(
+        err.contains("em buffer") && err.contains("32-bit words"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_braid_moving_between_gpu_backends_agrees() {
+    let devices = gpus();
+    if devices.len() < 2 {
+        eprintln!("skipped: needs two GPU backends here");
+        return;
+    }
+    let mut rng = SplitMix64::new(11);
+    let config = random_braid(&mut rng).with_tori(2);
+    let mut reference = Braid::new(&config).unwrap();
+    let mut mixed = Braid::new_on(&devices[1], &config).unwrap();
+    for (k, t) in [10, 25, 40, 70, 71, 120].into_iter().enumerate() {
+        reference.run_until(t).unwrap();
+        mixed.run_until_on(&devices[k % 2], t).unwrap();
+        assert_eq!(counters(&reference), counters(&mixed), "at {t}");
+        assert_eq!(reference.digests(), mixed.digests(), "at {t}");
+    }
+}
+
+#[test]
 fn a_hot_cell_agrees_with_the_cpu() {
-    let Some(gpu) = wgpu() else { return };
+    for gpu in gpus() {
+        a_hot_cell_agrees_with_the_cpu_on(&gpu);
+    }
+}
+
+fn a_hot_cell_agrees_with_the_cpu_on(gpu: &Device) {
     // 3500 events at one cell with 20 out-edges: 70000 emitted events from one run. It used
     // to be applied by one invocation, which lavapipe stops after 65535 loop iterations;
     // now the run is applied in chunks over several rounds and must agree with the CPU.
@@ -226,13 +312,18 @@ fn a_hot_cell_agrees_with_the_cpu() {
     )
     .with_tori(2)
     .with_fixed_interval(2);
-    let s = compare(&config, &gpu, &[8]);
+    let s = compare(&config, gpu, &[8]);
     assert!(s.events_processed() >= 2 * 3_540, "{s:?}");
 }
 
 #[test]
 fn hot_cells_with_long_runs_and_cuts_agree_with_the_cpu() {
-    let Some(gpu) = wgpu() else { return };
+    for gpu in gpus() {
+        hot_cells_with_long_runs_and_cuts_agree_with_the_cpu_on(&gpu);
+    }
+}
+
+fn hot_cells_with_long_runs_and_cuts_agree_with_the_cpu_on(gpu: &Device) {
     // 30000 events at cell 0 in one instant (from 64 sources, 21 payloads: many equal
     // events), and a cycle of list edges that keeps cells 0, 1, 2 and 16 hot: runs of
     // thousands to tens of thousands of events every instant, longer than one tile of the
@@ -270,7 +361,7 @@ fn hot_cells_with_long_runs_and_cuts_agree_with_the_cpu() {
     )
     .with_tori(2)
     .with_fixed_interval(4);
-    let s = compare(&config, &gpu, &[2, 3, 7, 12, 30]);
+    let s = compare(&config, gpu, &[2, 3, 7, 12, 30]);
     assert!(s.events_dropped() > 10_000, "{s:?}");
     assert!(s.events_processed() > 200_000, "{s:?}");
 }
