@@ -287,7 +287,7 @@ fn tables_open_on_the_same_wgpu_device() {
     );
 }
 
-/// CUDA runs graphs only in this version: tables and braids are refused with the reason.
+/// CUDA runs graphs and braids in this version: tables are refused with the reason.
 #[test]
 fn cuda_refuses_tables_with_the_reason_and_runs_braids() {
     let Some(cuda) = open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA") else {
