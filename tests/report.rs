@@ -381,7 +381,7 @@ fn graph_steps_recall_from_a_wgraph_file() {
     // A float32 .npy of shape (50, 4): node i points along axis i % 4.
     let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (50, 4), }";
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
