@@ -418,18 +418,6 @@ fn kv_stats_reports_the_spec_fields_in_json() {
 }
 
 #[test]
-fn demo_runs_and_checks_its_reads() {
-    let o = run(&["demo", "--keys", "20000", "--mix-ops", "50000"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    assert!(
-        out.contains("every read returned the value written: ok"),
-        "{out}"
-    );
-    assert!(out.contains("table: 19800 items"), "{out}");
-}
-
-#[test]
 fn bench_kv_prints_the_side_by_side_table_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench.json");

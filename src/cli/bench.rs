@@ -1,4 +1,5 @@
-//! `warpgrid bench`: the side-by-side benchmarks, printed as a table and written as JSON.
+//! `warpgrid bench`: the side-by-side benchmarks, printed as a table and written as JSON;
+//! `--report DIR` adds charts (throughput beside the peers, latency percentiles).
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -6,6 +7,7 @@ use warpgrid::bench::braid::{self, BraidBenchConfig};
 use warpgrid::bench::graph::{self, GraphBenchConfig};
 use warpgrid::bench::kv::{self, KvBenchConfig};
 
+use super::report::{BarSeries, Chart, LineSeries, Plot, ReportDir, nines};
 use super::{Global, progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,12 +54,16 @@ pub struct BenchArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "warpgrid-bench.json")]
     out: String,
+    /// Write a report directory: SVG charts, report.json (their data) and index.html.
+    #[arg(long, value_name = "DIR")]
+    report: Option<std::path::PathBuf>,
 }
 
 pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
     if args.suite == Suite::All {
         eprintln!("bench all: running kv, then graph, then braid");
     }
+    let report_dir = args.report.as_deref().map(ReportDir::create).transpose()?;
     let device = global.device()?;
     let mut reports = Vec::new();
     if matches!(args.suite, Suite::Kv | Suite::All) {
@@ -69,7 +75,254 @@ pub fn run(global: &Global, args: &BenchArgs) -> Result<()> {
     if matches!(args.suite, Suite::Braid | Suite::All) {
         reports.push(run_braid(args, &device)?);
     }
-    emit(global, &args.out, &reports)
+    emit(global, &args.out, &reports)?;
+    if let Some(mut dir) = report_dir {
+        let mut text = String::new();
+        for (suite, t) in &reports {
+            text.push_str(t);
+            for chart in charts(suite) {
+                dir.add(chart)?;
+            }
+        }
+        let suites: Vec<&serde_json::Value> = reports.iter().map(|(v, _)| v).collect();
+        let index = dir.finish(
+            "bench",
+            &format!("warpgrid bench on {}", device.describe()),
+            &text,
+            &serde_json::json!({ "suites": suites }),
+        )?;
+        if !global.json {
+            println!("report: {}", index.display());
+        }
+    }
+    Ok(())
+}
+
+/// A number field of a JSON object (NaN when missing).
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// A system's name with its thread count, as the bench tables print it.
+fn system_name(s: &serde_json::Value) -> String {
+    let name = s["system"].as_str().unwrap_or("?");
+    match s["threads"].as_u64() {
+        Some(t) => format!("{name} ({t} thr)"),
+        None => name.to_string(),
+    }
+}
+
+/// The charts of one suite's JSON report (by its `bench` field).
+fn charts(suite: &serde_json::Value) -> Vec<Chart> {
+    let device = suite["device"].as_str().unwrap_or("?");
+    let empty = Vec::new();
+    let arr = |v: &serde_json::Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+    match suite["bench"].as_str().unwrap_or("") {
+        "kv" => {
+            let systems = arr(suite, "systems");
+            vec![Chart {
+                file: "kv-throughput.svg".into(),
+                title: "Table batches beside the peers".into(),
+                caption: format!(
+                    "Millions of PUTs and GETs per second of {} keys in one batch each, warpgrid \
+                     on {device} beside hashbrown and DashMap in the same run (median of {} repeats).",
+                    suite["keys"], suite["repeats"]
+                ),
+                x_label: "system".into(),
+                y_label: "M ops/s".into(),
+                plot: Plot::Bars {
+                    categories: systems.iter().map(system_name).collect(),
+                    series: vec![
+                        BarSeries {
+                            name: "put".into(),
+                            values: systems.iter().map(|s| num(s, "put_mops")).collect(),
+                        },
+                        BarSeries {
+                            name: "get".into(),
+                            values: systems.iter().map(|s| num(s, "get_mops")).collect(),
+                        },
+                    ],
+                    log_y: false,
+                },
+            }]
+        }
+        "kv-clients" => vec![Chart {
+            file: "kv-clients-throughput.svg".into(),
+            title: "Pipelining clients beside DashMap".into(),
+            caption: format!(
+                "Millions of single operations per second from {} clients (YCSB-{}), through \
+                 warpgrid's submission queue on {device} and straight into DashMap; warpgrid's \
+                 latency p50 {:.1} us, p99 {:.1} us.",
+                suite["clients"],
+                suite["workload"].as_str().unwrap_or("?"),
+                num(suite, "latency_ns_p50") / 1e3,
+                num(suite, "latency_ns_p99") / 1e3
+            ),
+            x_label: "system".into(),
+            y_label: "M ops/s".into(),
+            plot: Plot::Bars {
+                categories: vec!["warpgrid queue".into(), "dashmap".into()],
+                series: vec![BarSeries {
+                    name: "M ops/s".into(),
+                    values: vec![num(suite, "queue_mops"), num(suite, "dashmap_mops")],
+                }],
+                log_y: false,
+            },
+        }],
+        "kv-durable" => vec![Chart {
+            file: "kv-durable-throughput.svg".into(),
+            title: "Durable PUT batches beside a minimal WAL loop".into(),
+            caption: format!(
+                "Batches of {} PUTs per second with fsync always: warpgrid into a table sized \
+                 for the run and one growing from empty, beside a hand-written WAL loop with one \
+                 fsync per batch in the same run.",
+                suite["batch_ops"]
+            ),
+            x_label: "system".into(),
+            y_label: "batches/s".into(),
+            plot: Plot::Bars {
+                categories: vec![
+                    "warpgrid (sized)".into(),
+                    "warpgrid (growing)".into(),
+                    "minimal WAL loop".into(),
+                ],
+                series: vec![BarSeries {
+                    name: "batches/s".into(),
+                    values: vec![
+                        num(suite, "warpgrid_batches_per_s"),
+                        num(suite, "growing_batches_per_s"),
+                        num(suite, "limit_batches_per_s"),
+                    ],
+                }],
+                log_y: false,
+            },
+        }],
+        "graph" => {
+            let mut out = Vec::new();
+            let cases = arr(suite, "spread");
+            if let Some(first) = cases.first() {
+                let systems = arr(first, "systems");
+                out.push(Chart {
+                    file: "graph-spread.svg".into(),
+                    title: "Spreads beside the peers".into(),
+                    caption: format!(
+                        "Microseconds per spread (lower is better) of warpgrid on {device} \
+                         beside the sequential reference and sprs CSR mat-vec hops in the same \
+                         run, {} nodes, {} edges.",
+                        suite["nodes"], suite["edges"]
+                    ),
+                    x_label: "system".into(),
+                    y_label: "us per spread".into(),
+                    plot: Plot::Bars {
+                        categories: systems.iter().map(system_name).collect(),
+                        series: cases
+                            .iter()
+                            .map(|c| BarSeries {
+                                name: c["case"].as_str().unwrap_or("?").to_string(),
+                                values: arr(c, "systems")
+                                    .iter()
+                                    .map(|s| num(s, "us_per_spread"))
+                                    .collect(),
+                            })
+                            .collect(),
+                        log_y: true,
+                    },
+                });
+            }
+            let lat = |l: &serde_json::Value| -> Vec<(f64, f64)> {
+                [(0.5, "p50_us"), (0.95, "p95_us"), (0.99, "p99_us")]
+                    .iter()
+                    .map(|&(q, k)| (nines(q), num(l, k)))
+                    .collect()
+            };
+            out.push(Chart {
+                file: "graph-recall-latency.svg".into(),
+                title: "Single recall latency".into(),
+                caption: format!(
+                    "P50, P95 and P99 of single recalls ({} queries, one call each) without a \
+                     budget and with the budgeted run's budget, on {device}.",
+                    suite["queries"]
+                ),
+                x_label: "percentile".into(),
+                y_label: "latency (us)".into(),
+                plot: Plot::Lines {
+                    series: vec![
+                        LineSeries {
+                            name: "unbudgeted".into(),
+                            points: lat(&suite["single"]["latency"]),
+                        },
+                        LineSeries {
+                            name: "budgeted".into(),
+                            points: lat(&suite["budgeted"]["latency"]),
+                        },
+                    ],
+                    log_y: true,
+                    x_scale: "nines",
+                },
+            });
+            let batched = arr(suite, "batched");
+            out.push(Chart {
+                file: "graph-batched.svg".into(),
+                title: "Batched recall throughput".into(),
+                caption: "Recalls per second by batch size (one similarity product and one \
+                          multi-vector propagation per batch)."
+                    .into(),
+                x_label: "recalls per batch".into(),
+                y_label: "recalls/s".into(),
+                plot: Plot::Lines {
+                    series: vec![LineSeries {
+                        name: "recalls/s".into(),
+                        points: batched
+                            .iter()
+                            .map(|b| (num(b, "batch"), num(b, "recalls_per_s")))
+                            .collect(),
+                    }],
+                    log_y: false,
+                    x_scale: "plain",
+                },
+            });
+            out
+        }
+        "braid" => {
+            let workloads = arr(suite, "workloads");
+            let Some(first) = workloads.first() else {
+                return empty;
+            };
+            let label = |s: &serde_json::Value| {
+                format!(
+                    "{} ({} tori)",
+                    s["system"].as_str().unwrap_or("?"),
+                    s["tori"].as_u64().unwrap_or(0)
+                )
+            };
+            vec![Chart {
+                file: "braid-throughput.svg".into(),
+                title: "Braid events beside the heap-ordered reference".into(),
+                caption: format!(
+                    "Millions of events per second of warpgrid's braid on {device} (three tori \
+                     and one) beside the heap-ordered single-thread reference kernel in the same \
+                     run, per workload."
+                ),
+                x_label: "system".into(),
+                y_label: "M events/s".into(),
+                plot: Plot::Bars {
+                    categories: arr(first, "systems").iter().map(label).collect(),
+                    series: workloads
+                        .iter()
+                        .map(|w| BarSeries {
+                            name: w["workload"].as_str().unwrap_or("?").to_string(),
+                            values: arr(w, "systems")
+                                .iter()
+                                .map(|s| num(s, "events_per_s") / 1e6)
+                                .collect(),
+                        })
+                        .collect(),
+                    log_y: false,
+                },
+            }]
+        }
+        _ => empty,
+    }
 }
 
 /// A suite's JSON report and its text table.

@@ -1,5 +1,7 @@
 //! `warpgrid braid run CONFIG.toml [--instants N]`: runs a braid (SPEC §3) and prints its
-//! statistics and the digest of every torus (`--json`: the fields of SPEC §5).
+//! statistics and the digest of every torus (`--json`: the fields of SPEC §5); `--report DIR`
+//! adds charts of the interval and the violations over the exchanges, events per torus and
+//! latency.
 
 use std::path::PathBuf;
 
@@ -8,9 +10,11 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use warpgrid::engine::braid::{Braid, BraidStats};
 use warpgrid::host::braidfile::load_braid_config;
+use warpgrid::host::jobs::{BraidStepReport, run_braid_traced};
 
 use super::Global;
 use super::progress::spinner;
+use super::report::{Chart, LineSeries, Plot, ReportDir, nines};
 
 #[derive(Debug, Subcommand)]
 pub enum BraidCmd {
@@ -25,6 +29,9 @@ pub struct RunArgs {
     /// Run to this instant instead of the config's `instants`.
     #[arg(long)]
     instants: Option<u32>,
+    /// Write a report directory: SVG charts, report.json (their data) and index.html.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 pub fn run(global: &Global, cmd: BraidCmd) -> Result<()> {
@@ -50,6 +57,7 @@ fn run_braid(global: &Global, args: &RunArgs) -> Result<()> {
             .validate()
             .with_context(|| format!("--instants {n}"))?;
     }
+    let report_dir = args.report.as_deref().map(ReportDir::create).transpose()?;
     let pool = pool(global.threads)?;
     // The CPU backend runs on this command's own pool (`--threads`); a GPU backend, picked
     // by auto or asked for, runs on its device.
@@ -63,22 +71,74 @@ fn run_braid(global: &Global, args: &RunArgs) -> Result<()> {
     };
     let bar = spinner();
     let target = config.instants;
-    let step = (target / 100).max(1);
-    let mut at = 0u32;
-    while at < target {
-        at = at.saturating_add(step).min(target);
-        match &device {
-            Some(d) => braid.run_until_on(d, at)?,
-            None => pool.install(|| braid.run_until(at))?,
-        }
-        bar.set_message(format!("instant {at} of {target}"));
-    }
+    let history = run_braid_traced(
+        &mut braid,
+        target,
+        &mut |b, to| match &device {
+            Some(d) => b.run_until_on(d, to),
+            None => pool.install(|| b.run_until(to)),
+        },
+        &mut |at| bar.set_message(format!("instant {at} of {target}")),
+    )?;
     bar.finish_and_clear();
     let stats = braid.stats();
+    let json = stats_json(&stats);
+    let text = render(&stats, pool.current_num_threads());
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&stats_json(&stats))?);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", render(&stats, pool.current_num_threads()));
+        print!("{text}");
+    }
+    if let Some(mut dir) = report_dir {
+        let mut b = BraidStepReport::new(args.config.display().to_string(), &stats);
+        b.history = history;
+        for chart in super::run::braid_charts("run", &b) {
+            dir.add(chart)?;
+        }
+        let l = &stats.latency;
+        let pct = |p50: u64, p95: u64, p99: u64| {
+            vec![
+                (nines(0.5), us(p50)),
+                (nines(0.95), us(p95)),
+                (nines(0.99), us(p99)),
+            ]
+        };
+        dir.add(Chart {
+            file: "braid-latency.svg".into(),
+            title: "Braid latency".into(),
+            caption: format!(
+                "P50, P95 and P99 of the time to process one instant on all tori ({} instants) \
+                 and of one exchange ({} exchanges).",
+                l.instants, l.exchanges
+            ),
+            x_label: "percentile".into(),
+            y_label: "latency (us)".into(),
+            plot: Plot::Lines {
+                series: vec![
+                    LineSeries {
+                        name: "instant".into(),
+                        points: pct(l.instant_p50_ns, l.instant_p95_ns, l.instant_p99_ns),
+                    },
+                    LineSeries {
+                        name: "exchange".into(),
+                        points: pct(l.exchange_p50_ns, l.exchange_p95_ns, l.exchange_p99_ns),
+                    },
+                ],
+                log_y: true,
+                x_scale: "nines",
+            },
+        })?;
+        let mut report = json;
+        report["history"] = serde_json::to_value(&b.history)?;
+        let index = dir.finish(
+            "braid run",
+            &format!("warpgrid braid run {}", args.config.display()),
+            &text,
+            &report,
+        )?;
+        if !global.json {
+            println!("report: {}", index.display());
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod graph;
 mod info;
 mod kv;
 mod progress;
+mod report;
 mod run;
 mod serve;
 mod wordnet;
@@ -80,7 +81,8 @@ enum Cmd {
     },
     /// Side-by-side benchmarks against peer libraries.
     Bench(bench::BenchArgs),
-    /// Runs a table workload on generated data and prints a short report.
+    /// Runs the demo job (a YCSB table, graph recall, a braid; the job of examples/demo.toml)
+    /// and prints its report.
     Demo(demo::DemoArgs),
     /// Runs a batch job (a TOML file of steps) with progress, and prints a report.
     Run(run::RunArgs),

@@ -36,13 +36,20 @@
 //! kind = "braid_run"              # a braid (SPEC §3) from a braid config file (SPEC §5),
 //! config = "braid.toml"           # relative to the job file
 //! instants = 2000                 # optional: run to this instant instead of the config's
+//!
+//! [[steps]]
+//! kind = "graph_recall"           # recalls over an activation graph (SPEC §2.3) through a
+//! nodes = 10000                   # recall queue: a generated Barabási–Albert graph, or
+//! dim = 64                        # graph = "g.wgraph" (relative to the job file)
+//! queries = 2000                  # queries near stored embeddings, from `clients` threads
 //! ```
 //! Unknown keys are errors. A braid step runs on the job's device (its worker pool) and
 //! reports the braid's statistics and the digest of every torus, the same figures as
 //! `warpgrid braid run` on the same config. The braid config is always its own file (the
 //! one `warpgrid braid run` takes, like `apply_ops` takes an ops file): a step and the CLI
 //! then read a config the same way, and its errors keep the config's own lines and fields.
-//! Graph steps are still to come.
+//! A graph step recalls through a [`RecallQueue`](crate::recall::RecallQueue) from
+//! pipelining client threads, like a YCSB step through a table's queue.
 
 mod run;
 
@@ -50,17 +57,22 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use run::{BraidStepReport, BraidTorusReport, JobReport, Progress, StepReport, run_job};
+pub use run::{
+    BraidStepReport, BraidTorusReport, ExchangePoint, GraphStepReport, JobReport, Progress,
+    ShardLoad, StepReport, TableReport, run_braid_traced, run_job,
+};
 
 /// A parsed job file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
+    /// The job's name in the report (default: the job file's path).
     #[serde(default)]
     pub name: Option<String>,
     /// Where to write the JSON report (relative to the job file).
     #[serde(default)]
     pub report: Option<String>,
+    /// The steps, run in order.
     pub steps: Vec<Step>,
 }
 
@@ -120,6 +132,71 @@ pub enum Step {
         #[serde(default)]
         instants: Option<u32>,
     },
+    /// Recalls over an activation graph (SPEC §2.3) through a recall queue: `graph` (a
+    /// `.wgraph` file relative to the job file) or, without it, a Barabási–Albert graph of
+    /// `nodes` nodes, `links` links per new node and embeddings of dimension `dim`, generated
+    /// from `seed`. `queries` queries near stored embeddings (each component moved by up to
+    /// `noise`) are recalled by `clients` threads, each keeping `window` recalls in flight.
+    GraphRecall {
+        #[serde(default)]
+        graph: Option<String>,
+        #[serde(default = "default_nodes")]
+        nodes: usize,
+        #[serde(default = "default_links")]
+        links: usize,
+        #[serde(default = "default_dim")]
+        dim: usize,
+        #[serde(default)]
+        seed: u64,
+        #[serde(default = "default_queries")]
+        queries: usize,
+        #[serde(default = "default_noise")]
+        noise: f32,
+        #[serde(default = "default_graph_clients")]
+        clients: usize,
+        #[serde(default = "default_graph_window")]
+        window: usize,
+        /// Results per recall (1..=1000).
+        #[serde(default = "default_k")]
+        k: usize,
+        /// `similarity`, `spreading` or `hybrid`.
+        #[serde(default = "default_mode")]
+        mode: String,
+        /// The latency budget per recall batch in ms (0 = none).
+        #[serde(default = "default_budget_ms")]
+        budget_ms: f64,
+    },
+}
+
+fn default_nodes() -> usize {
+    10_000
+}
+fn default_links() -> usize {
+    4
+}
+fn default_dim() -> usize {
+    64
+}
+fn default_queries() -> usize {
+    1000
+}
+fn default_noise() -> f32 {
+    0.1
+}
+fn default_graph_clients() -> usize {
+    4
+}
+fn default_graph_window() -> usize {
+    4
+}
+fn default_k() -> usize {
+    10
+}
+fn default_mode() -> String {
+    "hybrid".into()
+}
+fn default_budget_ms() -> f64 {
+    10.0
 }
 
 fn default_shards() -> u32 {
@@ -170,6 +247,7 @@ impl Step {
             Step::YcsbLoad { .. } => "ycsb_load",
             Step::YcsbRun { .. } => "ycsb_run",
             Step::BraidRun { .. } => "braid_run",
+            Step::GraphRecall { .. } => "graph_recall",
         }
     }
 }

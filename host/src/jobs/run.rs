@@ -1,14 +1,17 @@
 //! Runs a [`Job`]: each table behind its own submission queue, YCSB steps as pipelined
 //! client threads, every read checked, braids on the device's worker pool, and a report of
-//! throughput and latency (and, for braids, their statistics and digests).
+//! throughput and latency (and, for braids, their statistics, digests and exchange history;
+//! for graphs, recall statistics), with each table's per-shard load at the end.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use warpgrid_engine::braid::{Braid, BraidStats};
+use warpgrid_engine::graph::{Graph, GraphConfig, RecallMode, RecallParams, generate};
 use warpgrid_engine::rng::SplitMix64;
 use warpgrid_engine::{Batch, Device, Outcome, Table, TableConfig};
 
@@ -18,34 +21,96 @@ use crate::braidfile::load_braid_config;
 use crate::cache::CacheConfig;
 use crate::metrics::{Histogram, HistogramSnapshot, Registry};
 use crate::queue::{Client, Queue, QueueConfig, Ticket};
-use crate::ycsb::{Distribution, Workload, YcsbOp, fill_value, key_of, value_version};
+use crate::recall::{PendingRecall, RecallQueue, RecallQueueConfig};
+use crate::ycsb::{Distribution, Workload, YcsbOp, fill_value, fnv1a64, key_of, value_version};
 
 /// Where a job is, for a progress display.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
     /// 1-based step number, of `steps`.
     pub step: usize,
+    /// Steps in the job.
     pub steps: usize,
+    /// What the step is doing now.
     pub label: &'a str,
+    /// Work done of `total` (operations, events, instants: the step's own unit).
     pub done: u64,
+    /// Work the step will do.
     pub total: u64,
 }
 
 /// What one step did.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
+    /// 1-based step number.
     pub step: usize,
+    /// The step's `kind` in the job file.
     pub kind: &'static str,
+    /// What the step did, in words.
     pub label: String,
+    /// Operations done: table operations, braid events processed, or recalls.
     pub ops: u64,
+    /// Wall time of the step (a graph step: of its recalls, the graph's build excluded).
     pub seconds: f64,
+    /// `ops / seconds`.
     pub ops_per_s: f64,
     /// Per operation, measured by the client from submission to result (YCSB runs).
+    /// YCSB runs and graph recalls; in the metrics as `warpgrid_job_op_latency_ns{step}`.
     pub latency_ns: Option<HistogramSnapshot>,
+    /// A caveat about the figures (emulated scans).
     pub note: Option<String>,
     /// Braid steps: the braid's statistics at the end of the step (absent for other steps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub braid: Option<BraidStepReport>,
+    /// Graph steps: the graph and its recalls (absent for other steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphStepReport>,
+}
+
+/// What a graph step recalled from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphStepReport {
+    /// The `.wgraph` file as resolved, or the generator and its parameters.
+    pub source: String,
+    /// Nodes, directed edges and the embedding dimension of the graph.
+    pub nodes: usize,
+    pub edges: usize,
+    pub dim: usize,
+    /// Seconds to load or generate the graph and prepare it on the device.
+    pub build_s: f64,
+    /// `similarity`, `spreading` or `hybrid`.
+    pub mode: &'static str,
+    /// Recalls done, and the batches the recall queue ran them in.
+    pub recalls: u64,
+    pub batches: u64,
+    /// Recalls per batch on average.
+    pub mean_batch: f64,
+    /// Recalls the latency budget cut short.
+    pub partial: u64,
+    /// Hits per recall and hops per recall, on average.
+    pub mean_hits: f64,
+    pub mean_hops: f64,
+    /// FNV-1a 64 over every recall's hits in query order (node u32, score f32 bits, both
+    /// little-endian), as 16 lowercase hex digits: equal run to run on one backend when no
+    /// recall was partial.
+    pub results_digest: String,
+}
+
+/// The braid's counters just after one exchange (cumulative since the braid was built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExchangePoint {
+    /// The exchange's number (1 = the first).
+    pub exchange: u64,
+    /// The instant it happened at.
+    pub instant: u32,
+    /// The interval after it (the adaptive rule's choice).
+    pub interval: u32,
+    pub boundary_violations: u64,
+    pub global_violations: u64,
+    pub corrective_events: u64,
+    pub critical: u64,
+    /// Events processed by all tori.
+    pub events_processed: u64,
 }
 
 /// What a braid step ended with: the fields of `warpgrid braid run --json` (SPEC §5) that
@@ -54,6 +119,7 @@ pub struct StepReport {
 pub struct BraidStepReport {
     /// The braid config, as resolved against the job file's directory.
     pub config: String,
+    /// The braid's clock and its current exchange interval.
     pub now: u32,
     pub interval: u32,
     pub exchanges: u64,
@@ -68,6 +134,12 @@ pub struct BraidStepReport {
     pub events_dropped: u64,
     /// Events per second of the braid's processing wall time (exchanges excluded).
     pub events_per_s: f64,
+    /// The starting interval, then the interval after each exchange.
+    pub interval_history: Vec<u32>,
+    /// The counters after exchanges, in order: after every one, or after every 2nd, 4th,
+    /// ... in a long run (at most 512 points).
+    pub history: Vec<ExchangePoint>,
+    /// Per torus.
     pub tori: Vec<BraidTorusReport>,
 }
 
@@ -84,6 +156,8 @@ pub struct BraidTorusReport {
 }
 
 impl BraidStepReport {
+    /// The report of a braid with statistics `s`, read from `config`; `history` is empty
+    /// (the runner fills it).
     pub fn new(config: String, s: &BraidStats) -> BraidStepReport {
         BraidStepReport {
             config,
@@ -99,6 +173,8 @@ impl BraidStepReport {
             events_processed: s.events_processed(),
             events_dropped: s.events_dropped(),
             events_per_s: s.latency.events_per_sec,
+            interval_history: s.interval_history.clone(),
+            history: Vec::new(),
             tori: s
                 .tori
                 .iter()
@@ -118,7 +194,10 @@ impl BraidStepReport {
 /// A table at the end of the job.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
+    /// The table's name.
     pub name: String,
+    /// Keys stored, load factor (items / slots), coefficient of variation of items across
+    /// shards, shard doublings, links.
     pub items: u64,
     pub load_factor: f64,
     pub cv: f64,
@@ -126,14 +205,29 @@ pub struct TableReport {
     pub links: u64,
     /// Host cache hits / lookups, when the cache was on.
     pub cache_hit_rate: Option<f64>,
+    /// Per shard, in shard order.
+    pub shards: Vec<ShardLoad>,
+}
+
+/// One shard of a table at the end of the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShardLoad {
+    /// Keys stored, slots allocated, operations routed to it over the table's life.
+    pub items: u64,
+    pub slots: u64,
+    pub ops: u64,
 }
 
 /// The report of a whole job.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobReport {
+    /// The job's `name`, or its file.
     pub name: String,
+    /// The device it ran on, in words (backend and adapter).
     pub device: String,
+    /// One per step, in order.
     pub steps: Vec<StepReport>,
+    /// Every table the job created, by name.
     pub tables: Vec<TableReport>,
     /// Every metric of the run (the registry's JSON snapshot).
     pub metrics: serde_json::Value,
@@ -217,6 +311,15 @@ pub fn run_job(
             resizes: st.resizes,
             links: st.links,
             cache_hit_rate: (cache && lookups > 0).then(|| hits as f64 / lookups as f64),
+            shards: st
+                .shards
+                .iter()
+                .map(|s| ShardLoad {
+                    items: s.items,
+                    slots: s.slots,
+                    ops: s.ops,
+                })
+                .collect(),
         });
     }
     Ok(JobReport {
@@ -255,6 +358,7 @@ fn run_step(
             latency_ns: latency,
             note,
             braid: None,
+            graph: None,
         }
     };
     let finish =
@@ -492,15 +596,15 @@ fn run_step(
             let target = bc.instants;
             let [x, y, z] = bc.torus.dims;
             let label = format!("braid {config}: {} tori of {x}x{y}x{z}", bc.tori);
-            // About a hundred calls, so progress moves; the result does not depend on them.
-            let chunk = (target / 100).max(1);
-            let mut at = 0u32;
             progress(&label, 0, target as u64);
-            while at < target {
-                at = at.saturating_add(chunk).min(target);
-                braid.run_until_on(ctx.device, at).map_err(fail)?;
-                progress(&label, at as u64, target as u64);
-            }
+            let device = ctx.device;
+            let history = run_braid_traced(
+                &mut braid,
+                target,
+                &mut |b, to| b.run_until_on(device, to),
+                &mut |at| progress(&label, at as u64, target as u64),
+            )
+            .map_err(fail)?;
             let end = Instant::now();
             let stats = braid.stats();
             record_braid_metrics(ctx.registry, index, &stats);
@@ -511,10 +615,269 @@ fn run_step(
                 None,
                 end,
             );
-            report.braid = Some(BraidStepReport::new(shown, &stats));
+            let mut braid_report = BraidStepReport::new(shown, &stats);
+            braid_report.history = history;
+            report.braid = Some(braid_report);
             Ok(report)
         }
+        Step::GraphRecall {
+            graph,
+            nodes,
+            links,
+            dim,
+            seed,
+            queries,
+            noise,
+            clients,
+            window,
+            k,
+            mode,
+            budget_ms,
+        } => {
+            let mode = RecallMode::parse(mode).ok_or_else(|| {
+                format!("mode = {mode:?}: expected \"similarity\", \"spreading\" or \"hybrid\"")
+            })?;
+            if !(budget_ms.is_finite() && *budget_ms >= 0.0) {
+                return Err(format!(
+                    "budget_ms = {budget_ms}: expected a number of milliseconds >= 0 (0 = no budget)"
+                ));
+            }
+            if *queries == 0 {
+                return Err("queries = 0: expected at least 1".into());
+            }
+            if !(noise.is_finite() && *noise >= 0.0) {
+                return Err(format!("noise = {noise}: expected a finite number >= 0"));
+            }
+            let params = RecallParams {
+                k: *k,
+                mode,
+                budget: Duration::from_secs_f64(budget_ms / 1e3),
+                ..RecallParams::default()
+            };
+            params.validate().map_err(|e| e.to_string())?;
+            progress("graph: build", 0, *queries as u64);
+            let (g, source) = match graph {
+                Some(file) => {
+                    let path = ctx.base.join(file);
+                    let g = Graph::load(&path).map_err(|e| e.to_string())?;
+                    (g, path.display().to_string())
+                }
+                None => {
+                    let b = generate::barabasi_albert(
+                        *nodes,
+                        *links,
+                        *dim,
+                        *seed,
+                        GraphConfig::default(),
+                    )
+                    .map_err(|e| format!("nodes/links/dim: {e}"))?;
+                    let g = b.build().map_err(|e| e.to_string())?;
+                    let source =
+                        format!("generated (Barabasi-Albert, {links} links per node, seed {seed})");
+                    (g, source)
+                }
+            };
+            let qs = generate::queries_near(&g, *queries, *noise, seed ^ 0x5155_4552)
+                .map_err(|e| e.to_string())?;
+            let (n_nodes, n_edges, d) = (g.node_count(), g.edge_count(), g.dim());
+            let queue = RecallQueue::start(
+                Arc::new(g),
+                ctx.device.clone(),
+                RecallQueueConfig {
+                    params,
+                    name: format!("step{index}"),
+                    ..RecallQueueConfig::default()
+                },
+                ctx.registry,
+            )
+            .map_err(|e| e.to_string())?;
+            let build_s = start.elapsed().as_secs_f64();
+            let latency = ctx.registry.histogram_with(
+                "warpgrid_job_op_latency_ns",
+                "per YCSB operation, from submission to result, measured by the client",
+                &[("step", &index.to_string())],
+            );
+            let label = format!(
+                "graph recall: {queries} queries, {}, k {k}, {clients} clients x {window} in flight",
+                mode.name()
+            );
+            let clients = (*clients).clamp(1, *queries);
+            let window = (*window).max(1);
+            let done = AtomicU64::new(0);
+            let recall_start = Instant::now();
+            let results = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..clients)
+                    .map(|c| {
+                        let (queue, qs, latency, done) = (&queue, &qs, latency.clone(), &done);
+                        s.spawn(move || {
+                            recall_client(queue, qs, d, c, clients, window, &latency, done)
+                        })
+                    })
+                    .collect();
+                loop {
+                    let finished = handles.iter().all(|h| h.is_finished());
+                    progress(&label, done.load(Ordering::Relaxed), *queries as u64);
+                    if finished {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let mut all = vec![None; *queries];
+                for h in handles {
+                    let mine = h
+                        .join()
+                        .map_err(|_| "a recall client thread panicked".to_string())??;
+                    for (i, r) in mine {
+                        all[i] = Some(r);
+                    }
+                }
+                Ok::<_, String>(all)
+            })?;
+            let end = Instant::now();
+            let qstats = queue.stats();
+            queue.shutdown();
+            let mut bytes = Vec::new();
+            let (mut hits, mut hops, mut partial) = (0u64, 0u64, 0u64);
+            for r in results.iter().flatten() {
+                hits += r.hits.len() as u64;
+                hops += u64::from(r.hops_done);
+                partial += u64::from(r.partial);
+                for h in &r.hits {
+                    bytes.extend_from_slice(&h.node.to_le_bytes());
+                    bytes.extend_from_slice(&h.score.to_bits().to_le_bytes());
+                }
+            }
+            let recalls = *queries as u64;
+            let seconds = end.duration_since(recall_start).as_secs_f64();
+            Ok(StepReport {
+                step: index,
+                kind: step.kind(),
+                label,
+                ops: recalls,
+                seconds,
+                ops_per_s: if seconds > 0.0 {
+                    recalls as f64 / seconds
+                } else {
+                    0.0
+                },
+                latency_ns: Some(latency.snapshot()),
+                note: None,
+                braid: None,
+                graph: Some(GraphStepReport {
+                    source,
+                    nodes: n_nodes,
+                    edges: n_edges,
+                    dim: d,
+                    build_s,
+                    mode: mode.name(),
+                    recalls,
+                    batches: qstats.batches,
+                    mean_batch: if qstats.batches > 0 {
+                        qstats.recalls as f64 / qstats.batches as f64
+                    } else {
+                        0.0
+                    },
+                    partial,
+                    mean_hits: hits as f64 / recalls as f64,
+                    mean_hops: hops as f64 / recalls as f64,
+                    results_digest: format!("{:016x}", fnv1a64(&bytes)),
+                }),
+            })
+        }
     }
+}
+
+/// One recall client of a graph step: queries `c, c + clients, ...`, keeping `window` in
+/// flight, recording each recall's latency (submission to result). Returns `(query, result)`.
+#[allow(clippy::too_many_arguments)]
+fn recall_client(
+    queue: &RecallQueue,
+    qs: &[f32],
+    d: usize,
+    c: usize,
+    clients: usize,
+    window: usize,
+    latency: &Histogram,
+    done: &AtomicU64,
+) -> Result<Vec<(usize, warpgrid_engine::graph::RecallResult)>, String> {
+    let n = qs.len() / d;
+    let mut out = Vec::with_capacity(n / clients + 1);
+    let mut inflight: VecDeque<(usize, PendingRecall, Instant)> = VecDeque::new();
+    let mut finish = |(i, p, t): (usize, PendingRecall, Instant)| -> Result<(), String> {
+        let r = p.wait().map_err(|e| format!("query {i}: {e}"))?;
+        latency.record_duration(t.elapsed());
+        done.fetch_add(1, Ordering::Relaxed);
+        out.push((i, r));
+        Ok(())
+    };
+    for i in (c..n).step_by(clients) {
+        let t = Instant::now();
+        let p = queue
+            .submit(&qs[i * d..(i + 1) * d])
+            .map_err(|e| format!("query {i}: {e}"))?;
+        inflight.push_back((i, p, t));
+        if inflight.len() >= window {
+            finish(inflight.pop_front().expect("non-empty"))?;
+        }
+    }
+    while let Some(x) = inflight.pop_front() {
+        finish(x)?;
+    }
+    Ok(out)
+}
+
+/// Runs `braid` to instant `target` by calls of `advance` (a `run_until` on some device or
+/// thread pool), each ending just after an exchange or after a hundredth of the run, and
+/// records the counters after exchanges ([`ExchangePoint`]): after every one until 512 are
+/// kept, then after every 2nd, 4th, ... (halving the kept points each time they reach
+/// 512). `progress` gets the clock after each call. The braid ends exactly as one
+/// `run_until(target)` would leave it (results never depend on how a run is cut).
+pub fn run_braid_traced<E>(
+    braid: &mut Braid,
+    target: u32,
+    advance: &mut dyn FnMut(&mut Braid, u32) -> Result<(), E>,
+    progress: &mut dyn FnMut(u32),
+) -> Result<Vec<ExchangePoint>, E> {
+    const MAX_POINTS: usize = 512;
+    let chunk = u64::from((target / 100).max(1));
+    let mut history: Vec<ExchangePoint> = Vec::new();
+    let (mut seen, mut stride) = (0u64, 1u64);
+    while braid.now() < target {
+        let next_exchange = u64::from(braid.last_exchange()) + u64::from(braid.interval());
+        let to = (next_exchange + 1)
+            .min(u64::from(braid.now()) + chunk)
+            .min(u64::from(target)) as u32;
+        let before = braid.last_exchange();
+        advance(braid, to)?;
+        progress(braid.now());
+        if braid.last_exchange() == before {
+            continue;
+        }
+        seen += 1;
+        if !seen.is_multiple_of(stride) {
+            continue;
+        }
+        let s = braid.stats();
+        history.push(ExchangePoint {
+            exchange: s.exchanges,
+            instant: braid.last_exchange(),
+            interval: s.interval,
+            boundary_violations: s.boundary_violations,
+            global_violations: s.global_violations,
+            corrective_events: s.corrective_events,
+            critical: s.critical,
+            events_processed: s.events_processed(),
+        });
+        if history.len() >= MAX_POINTS {
+            let mut keep = false;
+            history.retain(|_| {
+                keep = !keep;
+                !keep
+            });
+            stride *= 2;
+        }
+    }
+    Ok(history)
 }
 
 /// A braid step's counters as metrics, labelled with the step number.
