@@ -268,14 +268,15 @@ fn every_kernel_entry_point_is_in_the_shader() {
             "{name}: no entry point {entry} in shaders/table.wgsl"
         );
     }
-    // `Params` mirrors the shader's struct: 16 u32 fields.
-    assert_eq!(std::mem::size_of::<Params>(), 64);
+    // `Params` mirrors the shader's struct: 48 u32 fields.
+    assert_eq!(std::mem::size_of::<Params>(), 192);
     for (what, value) in [
         ("const CHUNK: u32 = ", CHUNK),
         ("const TILE: u32 = ", TILE),
         ("const BLOCK: u32 = ", u64::from(BLOCK)),
         ("const WORKGROUP: u32 = ", u64::from(WORKGROUP)),
         ("const MAX_SHARDS: u32 = ", u64::from(MAX_SHARDS)),
+        ("const SCAN_BLOCK: u32 = ", links::SCAN_BLOCK),
     ] {
         assert!(
             SHADER.contains(&format!("{what}{value}u;")),
