@@ -412,7 +412,8 @@ impl SecondVariants {
 }
 
 /// Encodes the related queries' answers (pairs, partners' existence per table arena, their
-/// order, the spans). Runs before the commit changes the table arenas.
+/// order, the spans), when there are pairs at all. Runs before the commit changes the table
+/// arenas.
 pub(super) fn encode_related(
     enc: &mut Encoder<'_>,
     b: &LinkBuffers<'_>,
@@ -422,7 +423,7 @@ pub(super) fn encode_related(
     arenas: &[(&wgpu::Buffer, &wgpu::Buffer)],
     info: &wgpu::Buffer,
 ) {
-    if pairs.n > 0 {
+    {
         enc.run(
             K_REL_PAIRS,
             sv.base,

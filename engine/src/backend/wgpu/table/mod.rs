@@ -968,7 +968,8 @@ impl WgpuDevice {
         };
         // What comes back: statuses, values and counters, then per related query its span,
         // then the sorted pairs and their partners' values.
-        let span_words = 2 * plan.queries;
+        // (No pairs, no hits: the related kernels do not run, nothing comes back for them.)
+        let span_words = if pairs_n > 0 { 2 * plan.queries } else { 0 };
         let pair_words = 8 * pairs_n;
         let pval_words = pairs_n * w;
         let read_words = result_words + span_words + pair_words + pval_words;
@@ -987,7 +988,7 @@ impl WgpuDevice {
             t.arenas.iter().map(|a| (&a.slots, &a.values)).collect();
         let scoped = self.scoped("encoding a table commit", || {
             // The related answers read the table as it was before the batch: before the commit.
-            if plan.queries > 0 {
+            if pairs_n > 0 {
                 links::encode_related(&mut enc, &lb, &related, &plan, &second, &old_arenas, info);
             }
             if let Some(new_halves) = &new_halves {
