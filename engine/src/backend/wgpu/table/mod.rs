@@ -1289,9 +1289,9 @@ impl TableBackend for WgpuDevice {
 
         // Results in batch order.
         let mut q = 0;
-        for i in 0..n {
+        for (i, &code) in codes.iter().enumerate() {
             let st = status_of(out.status[i]);
-            if codes[i] == OpCode::GetRelated {
+            if code == OpCode::GetRelated {
                 let found = st == Status::Value;
                 if found {
                     results.values[i * w..(i + 1) * w]
