@@ -146,6 +146,9 @@ backend_test!(mismatched_and_empty_batches_change_nothing => mismatched_and_empt
 backend_test!(out_of_memory_changes_nothing => out_of_memory_changes_nothing_cpu, out_of_memory_changes_nothing_wgpu, out_of_memory_changes_nothing_cuda);
 backend_test!(clone_is_deep => clone_is_deep_cpu, clone_is_deep_wgpu, clone_is_deep_cuda);
 backend_test!(one_million_op_batch => one_million_op_batch_cpu, one_million_op_batch_wgpu, one_million_op_batch_cuda);
+backend_test!(links_in_every_interleaving => links_in_every_interleaving_cpu, links_in_every_interleaving_wgpu, links_in_every_interleaving_cuda);
+backend_test!(hub_keys_with_thousands_of_partners => hub_keys_with_thousands_of_partners_cpu, hub_keys_with_thousands_of_partners_wgpu, hub_keys_with_thousands_of_partners_cuda);
+backend_test!(links_beside_growth_and_refusals => links_beside_growth_and_refusals_cpu, links_beside_growth_and_refusals_wgpu, links_beside_growth_and_refusals_cuda);
 
 #[test]
 fn backend_list_names_every_concrete_backend() {
@@ -1319,6 +1322,198 @@ fn one_million_op_batch(device: &Device) {
         &format!("million: {n} mixed ops over {space} keys"),
     );
     check_contents(&mut table, &mut model, "million");
+}
+
+/// Links, unlinks, deletes, puts and related queries interleaved in one batch over a few
+/// keys, so that nearly every operation meets an earlier one on the same pair or key:
+/// relinks (strength updates), unlinks of linked and unlinked pairs, deletes of linked keys
+/// before and after relinks, related queries between them with every min and max.
+fn links_in_every_interleaving(device: &Device) {
+    const CHURN: Mix = Mix {
+        put: 12,
+        get: 4,
+        delete: 10,
+        link: 30,
+        unlink: 12,
+        related: 25,
+        related_runs: 10,
+        patterns: 15,
+    };
+    for (shards, space, seed) in [(1u32, 6usize, 1u64), (3, 12, 2), (24, 40, 3), (7, 300, 4)] {
+        let config = TableConfig::new("churn").with_shards(shards);
+        let (mut table, mut model) = new_table(device, &config);
+        let mut g = Gen::new(seed, space.max(16), model.value_bytes, shards);
+        for (i, n) in [1usize, 2, 7, 64, 500, 3_000, 20_000, 300]
+            .into_iter()
+            .enumerate()
+        {
+            let ops = g.ops(n, space, CHURN);
+            let ctx = format!("churn: {shards} shards over {space} keys, batch {i}");
+            run_batch(&mut table, &mut model, &ops, &ctx);
+        }
+        // Hand-made: relink one pair many times, unlink and relink it, delete one end between.
+        let (a, b) = (g.pool[0], g.pool[1]);
+        let mut ops = vec![Op::Put(a, g.value()), Op::Put(b, g.value())];
+        for k in 1..=50 {
+            ops.push(Op::Link(
+                if k % 2 == 0 { a } else { b },
+                if k % 2 == 0 { b } else { a },
+                k as f32 / 50.0,
+            ));
+            ops.push(Op::Related(a, 0.0, 10));
+            match k % 7 {
+                0 => ops.push(Op::Unlink(b, a)),
+                3 => ops.push(Op::Delete(b)),
+                4 => ops.push(Op::Put(b, g.value())),
+                _ => {}
+            }
+            ops.push(Op::Related(b, (k % 5) as f32 / 5.0, 1));
+        }
+        run_batch(
+            &mut table,
+            &mut model,
+            &ops,
+            &format!("churn {shards}: one pair"),
+        );
+        check_contents(&mut table, &mut model, &format!("churn {shards}"));
+    }
+    // A key cannot be linked to itself (SPEC §1.2); the batch refuses it before any backend.
+    let table = Table::create(device, TableConfig::new("selfish")).unwrap();
+    let mut b = table.batch();
+    assert!(matches!(
+        b.link(5, 5, 0.5),
+        Err(TableError::InvalidLink { .. })
+    ));
+    assert!(matches!(
+        b.unlink(5, 5),
+        Err(TableError::InvalidLink { .. })
+    ));
+    assert_eq!(b.len(), 0);
+}
+
+/// Hub keys with thousands of partners (runs far longer than any device chunk or scan block):
+/// built in one batch with related queries between the links, then partners deleted, re-put,
+/// unlinked and relinked, queries with every max (0, 1, 10, 3000, u32::MAX) and min, partners
+/// that do and do not exist, and a hub deleted and relinked inside a batch.
+fn hub_keys_with_thousands_of_partners(device: &Device) {
+    let config = TableConfig::new("hubs").with_shards(5).with_value_bytes(12);
+    let (mut table, mut model) = new_table(device, &config);
+    let mut rng = Rng::new(77);
+    let hubs = [distinct_key(1), distinct_key(2), 0, u64::MAX - 2];
+    let partners: Vec<u64> = (10..3_010).map(distinct_key).collect();
+    let value = |rng: &mut Rng| rng.bytes(12);
+    let queries = |hub: u64, out: &mut Vec<Op>| {
+        for (min, max) in [
+            (0.0, 0),
+            (0.0, 1),
+            (0.1, 10),
+            (0.5, 3_000),
+            (0.0, u32::MAX),
+            (1.0, 5),
+        ] {
+            out.push(Op::Related(hub, min, max));
+        }
+    };
+    // Batch 1: every third partner exists; each hub links to every partner (strengths with
+    // many ties), with queries every 500 links.
+    let mut ops: Vec<Op> = partners
+        .iter()
+        .step_by(3)
+        .map(|&p| Op::Put(p, value(&mut rng)))
+        .collect();
+    ops.push(Op::Put(hubs[0], value(&mut rng)));
+    for (h, &hub) in hubs.iter().enumerate() {
+        for (i, &p) in partners.iter().enumerate() {
+            let strength = ((i * 7 + h) % 20 + 1) as f32 / 20.0;
+            ops.push(if i % 2 == 0 {
+                Op::Link(hub, p, strength)
+            } else {
+                Op::Link(p, hub, strength)
+            });
+            if i % 500 == 499 {
+                queries(hub, &mut ops);
+            }
+        }
+        queries(hub, &mut ops);
+    }
+    run_batch(&mut table, &mut model, &ops, "hubs: build");
+    // Batch 2: partners appear and disappear, links change, a hub is deleted and relinked.
+    let mut ops = Vec::new();
+    for (i, &p) in partners.iter().enumerate() {
+        match i % 6 {
+            0 => ops.push(Op::Delete(p)),
+            1 => ops.push(Op::Put(p, value(&mut rng))),
+            2 => ops.push(Op::Unlink(hubs[0], p)),
+            3 => ops.push(Op::Link(hubs[1], p, 1.0)),
+            _ => {}
+        }
+        if i % 700 == 0 {
+            queries(hubs[0], &mut ops);
+            queries(hubs[1], &mut ops);
+        }
+    }
+    queries(hubs[2], &mut ops);
+    ops.push(Op::Delete(hubs[2]));
+    queries(hubs[2], &mut ops);
+    for &p in partners.iter().take(400) {
+        ops.push(Op::Link(hubs[2], p, 0.75));
+    }
+    queries(hubs[2], &mut ops);
+    queries(hubs[3], &mut ops);
+    run_batch(&mut table, &mut model, &ops, "hubs: churn");
+    // Batch 3: the hubs' partners queried from the partners' side, then the last hub deleted.
+    let mut ops: Vec<Op> = partners
+        .iter()
+        .step_by(11)
+        .map(|&p| Op::Related(p, 0.0, u32::MAX))
+        .collect();
+    ops.push(Op::Delete(hubs[3]));
+    queries(hubs[3], &mut ops);
+    run_batch(&mut table, &mut model, &ops, "hubs: partners' side");
+    check_contents(&mut table, &mut model, "hubs");
+}
+
+/// Links in batches that also grow shards (rehash while links change), and refused batches
+/// (memory limit) full of link changes leaving every link as it was.
+fn links_beside_growth_and_refusals(device: &Device) {
+    let config = TableConfig::new("grow-links").with_shards(6);
+    let (mut table, mut model) = new_table(device, &config);
+    let mut g = Gen::new(9, 20_000, model.value_bytes, 6);
+    for (i, space) in [200usize, 2_000, 20_000].into_iter().enumerate() {
+        // Mostly puts of new keys (every shard doubles several times) among links.
+        let mut ops = g.ops(space, space, BALANCED);
+        ops.extend(g.ops(
+            space,
+            space,
+            Mix {
+                put: 60,
+                ..LINKS_ONLY
+            },
+        ));
+        run_batch(&mut table, &mut model, &ops, &format!("grow-links {i}"));
+    }
+    check_contents(&mut table, &mut model, "grow-links");
+
+    let kind = device.kind();
+    let limited = Device::open(&DeviceConfig {
+        backend: kind,
+        memory_limit: Some(1 << 20),
+        ..DeviceConfig::default()
+    })
+    .unwrap();
+    let (mut table, mut model) =
+        new_table(&limited, &TableConfig::new("refuse-links").with_shards(2));
+    let mut g = Gen::new(10, 400, model.value_bytes, 2);
+    let ops = g.ops(3_000, 400, LINKS_ONLY);
+    run_batch(&mut table, &mut model, &ops, "refuse-links: fill");
+    let mut big = g.ops(2_000, 400, LINKS_ONLY);
+    big.extend((0..200_000u64).map(|i| Op::Put(distinct_key(1_000_000 + i), vec![1; 8])));
+    big.extend(g.ops(500, 400, MANY_RELATED));
+    let err = assert_refused_unchanged(&mut table, &mut model, &batch_of(8, &big), "refuse-links");
+    expect_oom(&err, kind, "refuse-links");
+    let ops = g.ops(2_000, 400, LINKS_ONLY);
+    run_batch(&mut table, &mut model, &ops, "refuse-links: after");
+    check_contents(&mut table, &mut model, "refuse-links");
 }
 
 const NO_RELATED_ZERO: Mix = Mix {

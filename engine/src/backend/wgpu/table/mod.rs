@@ -3,30 +3,31 @@
 //! result the sequential order defines. Design: docs/wgpu.md, "Tables on the device".
 //!
 //! One batch:
-//! 1. The host walks the batch once: link, unlink and delete update the link halves (kept on
-//!    the host, [`links`]), and every key operation becomes a device op; a related query
-//!    becomes a counted GET of its key plus an uncounted GET ("probe") of each partner the
-//!    links hold at that point, so the device tells which partners exist, with their values,
-//!    at exactly that moment of the batch.
+//! 1. The host encodes the batch once, in batch order: every operation becomes one device op
+//!    at its own batch position (a link, unlink or related query counts in its key's shard;
+//!    a related query reads its key's value), links and unlinks are listed with their
+//!    partners and strengths, related queries with their minimum and maximum ([`links`]).
 //! 2. One upload; on the device: route (shard per op), bitonic sort by (shard, key, position),
 //!    one invocation per run segment of a key (runs cut in chunks of 256 records, the state
 //!    carried across chunks by a scan of per-chunk effects): probe the shard, apply the ops
-//!    in order (results, item deltas, the key's final state); and, when a shard could grow,
-//!    the per-shard peak of the running item count in batch order (block sums, scan, block
-//!    maxima).
-//! 3. Only then the host reads the per-shard counters (when growth is possible at all), plans
-//!    growth exactly like the CPU backend (doubling before an insert would pass `max_load`),
-//!    checks the memory limit, and allocates new arenas. Nothing persistent has been written
-//!    yet, so a refusal leaves the table unchanged.
-//! 4. Commit on the device: tombstones and in-place updates, copies or rehashes into new
-//!    arenas, inserts of new keys; one readback of statuses, read values and counters.
+//!    in order (results, item deltas, the key's final state, and per op the key's state and
+//!    last delete, which the link kernels look up); and, when a shard could grow, the
+//!    per-shard peak of the running item count in batch order (block sums, scan, block
+//!    maxima). The half events of links and unlinks are sorted, and each related query
+//!    counts its candidates (the halves and events its key owns).
+//! 3. Only then the host reads the per-shard counters and the number of related candidates
+//!    (when growth is possible at all, or related queries have candidates), plans growth
+//!    exactly like the CPU backend (doubling before an insert would pass `max_load`), checks
+//!    the memory limit, and allocates new arenas. Nothing persistent has been written yet,
+//!    so a refusal leaves the table unchanged.
+//! 4. On the device: the related queries' answers (from the table before the commit), the
+//!    merge of the link halves into a second buffer, then the commit: tombstones and
+//!    in-place updates, copies or rehashes into new arenas, inserts of new keys; one readback
+//!    of statuses, read values, counters and related answers.
 //!
 //! Shards are packed into arenas (one slots buffer and one values buffer each) no larger
 //! than the adapter's storage-binding limit; a kernel that touches the table runs once per
 //! arena.
-//!
-//! The link halves live on the host for now ([`links`]; an interim stated in docs/wgpu.md):
-//! only their evolution and a related query's candidate list are computed there.
 
 mod links;
 
@@ -36,11 +37,13 @@ use super::buffers::map_read;
 use super::{Readback, WgpuDevice};
 use crate::backend::{BackendKind, TableBackend};
 use crate::error::{BackendError, TableError};
-use crate::table::route::{ShardRouter, initial_slots, max_items};
+use crate::table::route::{initial_slots, max_items};
 use crate::table::{
     Batch, BatchResults, OpCode, RelatedHit, RelatedSpan, ShardStats, Status, TableConfig,
 };
-use links::Links;
+use links::{
+    DeviceLinks, FirstVariants, LinkBuffers, LinkOps, LinkPlan, Pairs, RECORD_BYTES, SecondVariants,
+};
 
 const SHADER: &str = include_str!("../../../../../shaders/table.wgsl");
 /// Invocations per workgroup of the flat kernels (`WORKGROUP` in the shader).
@@ -55,11 +58,12 @@ const SLOT_WORDS: u64 = 3;
 const OP_PUT: u32 = 0;
 const OP_GET: u32 = 1;
 const OP_DELETE: u32 = 2;
+const OP_NOP: u32 = 3;
 const COUNTED: u32 = 0x100;
 
 /// The kernels of `shaders/table.wgsl`: (pipeline name, entry point). The entry point is the
 /// operation's name in every backend.
-const KERNELS: [(&str, &str); 12] = [
+const KERNELS: [(&str, &str); 25] = [
     ("table_kv_route", "kv_route"),
     ("table_kv_sort", "kv_sort"),
     ("table_kv_walk", "kv_walk"),
@@ -72,6 +76,19 @@ const KERNELS: [(&str, &str); 12] = [
     ("table_kv_walk_chunks", "kv_walk_chunks"),
     ("table_kv_walk_carry", "kv_walk_carry"),
     ("table_kv_sort_local", "kv_sort_local"),
+    ("table_link_route", "link_route"),
+    ("table_link_sort", "link_sort"),
+    ("table_rel_count", "rel_count"),
+    ("table_link_scan_blocks", "link_scan_blocks"),
+    ("table_link_scan_carry", "link_scan_carry"),
+    ("table_link_scan_apply", "link_scan_apply"),
+    ("table_rel_pairs", "rel_pairs"),
+    ("table_rel_exist", "rel_exist"),
+    ("table_rel_span", "rel_span"),
+    ("table_link_keep_old", "link_keep_old"),
+    ("table_link_keep_events", "link_keep_events"),
+    ("table_link_write_old", "link_write_old"),
+    ("table_link_write_events", "link_write_events"),
 ];
 const K_ROUTE: usize = 0;
 const K_SORT: usize = 1;
@@ -85,6 +102,19 @@ const K_INSERT: usize = 8;
 const K_WALK_CHUNKS: usize = 9;
 const K_WALK_CARRY: usize = 10;
 const K_SORT_LOCAL: usize = 11;
+const K_LINK_ROUTE: usize = 12;
+const K_LINK_SORT: usize = 13;
+const K_REL_COUNT: usize = 14;
+const K_LINK_SCAN_BLOCKS: usize = 15;
+const K_LINK_SCAN_CARRY: usize = 16;
+const K_LINK_SCAN_APPLY: usize = 17;
+const K_REL_PAIRS: usize = 18;
+const K_REL_EXIST: usize = 19;
+const K_REL_SPAN: usize = 20;
+const K_LINK_KEEP_OLD: usize = 21;
+const K_LINK_KEEP_EVENTS: usize = 22;
+const K_LINK_WRITE_OLD: usize = 23;
+const K_LINK_WRITE_EVENTS: usize = 24;
 /// Records one workgroup of `kv_sort_local` sorts (`TILE` in the shader).
 const TILE: u64 = 512;
 /// Records per walk chunk (`CHUNK` in the shader).
@@ -113,7 +143,33 @@ struct Params {
     count: u32,
     chunk_base: u32,
     chunks: u32,
-    pad: u32,
+    st_base: u32,
+    link_base: u32,
+    ev_n: u32,
+    ev_pow2: u32,
+    halves_n: u32,
+    rel_base: u32,
+    rel_n: u32,
+    pairs_n: u32,
+    pairs_pow2: u32,
+    sort_pow2: u32,
+    scan_src: u32,
+    scan_dst: u32,
+    scan_n: u32,
+    scan_tmp: u32,
+    scan_sum: u32,
+    keep_old: u32,
+    keep_ev: u32,
+    scan_old: u32,
+    scan_ev: u32,
+    rel_cnt: u32,
+    rel_off: u32,
+    rel_lbo: u32,
+    rel_lbe: u32,
+    rel_a: u32,
+    rel_span: u32,
+    sort_base: u32,
+    pad: [u32; 7],
 }
 
 /// Host bookkeeping of one shard.
@@ -153,7 +209,7 @@ pub struct WgpuShards {
     /// fewer passes, but llvmpipe's workgroup barriers cost more than the global passes they
     /// save (a 1M-op batch sorts in 8.9 s instead of 7.3 s), so not on a CPU adapter.
     local_sort: bool,
-    links: Links,
+    links: DeviceLinks,
 }
 
 /// Buffers of one batch, kept by the device between batches (grown as needed).
@@ -167,6 +223,12 @@ pub(crate) struct Scratch {
     info: Option<wgpu::Buffer>,
     params: Option<wgpu::Buffer>,
     params2: Option<wgpu::Buffer>,
+    /// The link kernels' half events, flags and prefix counts, related pairs and their
+    /// partners' values.
+    lwork: Option<wgpu::Buffer>,
+    lflat: Option<wgpu::Buffer>,
+    pairs: Option<wgpu::Buffer>,
+    pvals: Option<wgpu::Buffer>,
     /// MAP_READ copies of the results (with the counters) and of the counters alone.
     staging: Option<wgpu::Buffer>,
     plan_staging: Option<wgpu::Buffer>,
@@ -415,6 +477,13 @@ impl DeviceBatch {
 struct DeviceOut {
     status: Vec<u32>,
     values: Vec<u32>,
+    /// Per related query (first pair, hits) in `pairs`.
+    spans: Vec<u32>,
+    /// The sorted related pairs, 8 words each: (query, !strength bits, partner hi, partner
+    /// lo), (pair index, ..).
+    pairs: Vec<u32>,
+    /// Per pair index its partner's value words.
+    pvals: Vec<u32>,
 }
 
 impl WgpuDevice {
@@ -445,12 +514,14 @@ impl WgpuDevice {
     }
 
     /// Runs the device part of a batch on `t` (see the module doc). On `Err` the table's
-    /// device state and metadata are as they were.
+    /// device state (slots, values and links) and metadata are as they were.
+    #[allow(clippy::too_many_lines)]
     fn kv_apply(
         &self,
         t: &mut WgpuShards,
         dev: &DeviceBatch,
         put_values: &[u32],
+        ops: &LinkOps,
         reads: bool,
         scratch: &mut Scratch,
     ) -> Result<DeviceOut, BackendError> {
@@ -463,14 +534,20 @@ impl WgpuDevice {
             .max(if t.local_sort { TILE } else { 2 });
         let blocks = n.div_ceil(u64::from(BLOCK));
         let value_base = 4 * n;
+        let link_base = value_base + put_values.len() as u64;
+        let rel_base = link_base + ops.links.len() as u64;
+        let upload_words = rel_base + ops.related.len() as u64;
         let delta_base = 2 * n_pow2;
         let matrix_base = delta_base + n;
         let chunks = n.div_ceil(CHUNK);
         let chunk_base = matrix_base + blocks * nshards;
-        let work_words = chunk_base + 5 * chunks;
+        let st_base = chunk_base + 7 * chunks;
+        let work_words = st_base + 3 * n;
         let value_words = if reads { n * w } else { 0 };
-        let result_words = n + value_words + 4 * nshards;
-        if value_base + put_values.len() as u64 > u64::from(u32::MAX)
+        // Statuses, values, then per shard 4 counters and its link halves.
+        let counter_words = 5 * nshards;
+        let result_words = n + value_words + counter_words;
+        if upload_words > u64::from(u32::MAX)
             || work_words > u64::from(u32::MAX)
             || result_words > u64::from(u32::MAX)
         {
@@ -480,13 +557,23 @@ impl WgpuDevice {
             )));
         }
         let pipelines = self.table_pipelines()?;
+        let mut plan = LinkPlan::new(ops, t.links.total());
+        // The buffer the merged halves go to, taken now: a failure refuses the batch before
+        // anything changed (and `t.links` gets it back only with the merged halves in it).
+        let new_halves = if plan.merge {
+            Some(t.links.take_spare(self, plan.halves + plan.events)?)
+        } else {
+            None
+        };
 
-        // Can any shard grow or need a rebuild? If not, one submit does everything.
+        // Can any shard grow or need a rebuild? If not, and no related query needs its
+        // candidates counted first, one submit does everything.
         let puts = u64::from(dev.puts);
         let may_rebuild = t.shards.iter().any(|s| {
             s.items + puts > max_items(s.slots, t.max_load)
                 || s.used + puts > max_used(s.slots, t.max_load)
         });
+        let midway = may_rebuild || plan.related;
 
         let Scratch {
             batch,
@@ -497,26 +584,23 @@ impl WgpuDevice {
             info,
             params,
             params2,
+            lwork,
+            lflat,
+            pairs,
+            pvals,
             staging: results_staging,
             plan_staging,
         } = scratch;
-        let plan_staging = staging(self, plan_staging, nshards * 16)?;
-        let results_staging = staging(self, results_staging, result_words * 4)?;
-        let batch_buf = ensure(
-            self,
-            batch,
-            "table batch",
-            (dev.words.len() + put_values.len()) as u64 * 4,
-            STORAGE,
-        )?;
+        let plan_staging = staging(self, plan_staging, counter_words * 4 + 4)?;
+        let batch_buf = ensure(self, batch, "table batch", upload_words * 4, STORAGE)?;
         let records = ensure(self, records, "table sort records", n_pow2 * 16, STORAGE)?;
         let work = ensure(self, work, "table work", work_words * 4, STORAGE)?;
-        let counters = ensure(self, counters, "table counters", nshards * 16, STORAGE)?;
+        let counters = ensure(self, counters, "table counters", counter_words * 4, STORAGE)?;
         let results = ensure(self, results, "table results", result_words * 4, STORAGE)?;
         let info = ensure(self, info, "table shard info", nshards * 32, STORAGE)?;
         let stride = u64::from(self.limits().min_uniform_buffer_offset_alignment).max(256);
 
-        let base = Params {
+        let mut base = Params {
             n: n as u32,
             n_pow2: n_pow2 as u32,
             nshards: nshards as u32,
@@ -527,8 +611,26 @@ impl WgpuDevice {
             matrix_base: matrix_base as u32,
             chunk_base: chunk_base as u32,
             chunks: chunks as u32,
+            st_base: st_base as u32,
+            link_base: link_base as u32,
+            rel_base: rel_base as u32,
             ..Params::default()
         };
+        plan.layout(&mut base)?;
+        let lwork = ensure(
+            self,
+            lwork,
+            "table link events",
+            2 * plan.events_pow2 * RECORD_BYTES,
+            STORAGE,
+        )?;
+        let lflat = ensure(
+            self,
+            lflat,
+            "table link scratch",
+            plan.flat_words * 4,
+            STORAGE,
+        )?;
         let mut v1 = Variants {
             list: Vec::new(),
             stride,
@@ -570,6 +672,7 @@ impl WgpuDevice {
                 })
             })
             .collect();
+        let first = FirstVariants::new(&mut v1, base, &plan);
         let params_bytes = v1.bytes();
         let params_buf = ensure(
             self,
@@ -581,12 +684,23 @@ impl WgpuDevice {
 
         let old_info = shard_info(t, &t.shards, &vec![false; t.shards.len()]);
         let queue = self.queue();
-        let mut upload = Vec::with_capacity(dev.words.len() + put_values.len());
+        let mut upload = Vec::with_capacity(upload_words as usize);
         upload.extend_from_slice(&dev.words);
         upload.extend_from_slice(put_values);
+        upload.extend_from_slice(&ops.links);
+        upload.extend_from_slice(&ops.related);
         queue.write_buffer(batch_buf, 0, bytemuck::cast_slice(&upload));
         queue.write_buffer(info, 0, bytemuck::cast_slice(&old_info));
         queue.write_buffer(params_buf, 0, &params_bytes);
+        let lb = LinkBuffers {
+            batch: batch_buf,
+            records,
+            work,
+            counters,
+            halves: t.links.buffer(),
+            lwork,
+            lflat,
+        };
 
         let mut enc = Encoder {
             gpu: self,
@@ -600,7 +714,8 @@ impl WgpuDevice {
             stride,
         };
         self.scoped("encoding a table batch", || {
-            enc.encoder.clear_buffer(counters, 0, Some(nshards * 16));
+            enc.encoder
+                .clear_buffer(counters, 0, Some(counter_words * 4));
             enc.run(
                 K_ROUTE,
                 route,
@@ -652,6 +767,7 @@ impl WgpuDevice {
                     groups(self, n, WORKGROUP),
                 );
             }
+            links::encode_first(&mut enc, &lb, &plan, &first);
             if may_rebuild {
                 let block_groups = groups(self, blocks, 1);
                 enc.run(
@@ -672,30 +788,47 @@ impl WgpuDevice {
                     &[entry(2, batch_buf), entry(4, work), entry(5, counters)],
                     block_groups,
                 );
+            }
+            if midway {
                 enc.encoder
-                    .copy_buffer_to_buffer(counters, 0, plan_staging, 0, nshards * 16);
+                    .copy_buffer_to_buffer(counters, 0, plan_staging, 0, counter_words * 4);
+                enc.encoder.copy_buffer_to_buffer(
+                    lflat,
+                    u64::from(base.rel_off) * 4 + plan.queries * 4,
+                    plan_staging,
+                    counter_words * 4,
+                    4,
+                );
             }
         })?;
 
-        // Plan growth from the counters (only when some shard could grow).
+        // Plan growth from the counters (only when some shard could grow), and size the
+        // related pairs.
         let mut new_meta = t.shards.clone();
         let mut rebuild = vec![false; t.shards.len()];
         let mut new_arenas_list: Option<Vec<Arena>> = None;
         let mut reserved = 0u64;
-        let mut enc = if may_rebuild {
+        let mut pairs_n = 0u64;
+        let mut enc = if midway {
             let Encoder { encoder, .. } = enc;
             self.submit_and_wait("table batch: route, sort, walk", encoder)?;
-            let bytes = map_read(self, plan_staging, nshards * 16)?;
+            let bytes = map_read(self, plan_staging, counter_words * 4 + 4)?;
             let c: &[i32] = bytemuck::cast_slice(&bytes);
-            for (s, m) in new_meta.iter_mut().enumerate() {
-                let (inserts, peak) = (c[4 * s + 1] as u64, c[4 * s + 3].max(0) as u64);
-                let peak_items = m.items + peak;
-                let mut slots = m.slots;
-                while max_items(slots, t.max_load) < peak_items {
-                    slots *= 2;
+            if plan.related {
+                pairs_n = u64::from(c[counter_words as usize] as u32);
+            }
+            if may_rebuild {
+                for (s, m) in new_meta.iter_mut().enumerate() {
+                    let (inserts, peak) = (c[4 * s + 1] as u64, c[4 * s + 3].max(0) as u64);
+                    let peak_items = m.items + peak;
+                    let mut slots = m.slots;
+                    while max_items(slots, t.max_load) < peak_items {
+                        slots *= 2;
+                    }
+                    rebuild[s] =
+                        slots != m.slots || m.used + inserts > max_used(m.slots, t.max_load);
+                    m.slots = slots;
                 }
-                rebuild[s] = slots != m.slots || m.used + inserts > max_used(m.slots, t.max_load);
-                m.slots = slots;
             }
             if rebuild.iter().any(|&r| r) {
                 let slots: Vec<u64> = new_meta.iter().map(|m| m.slots).collect();
@@ -734,12 +867,58 @@ impl WgpuDevice {
             enc
         };
 
-        // Phase 2: commit.
+        // The related pairs' buffers: the last thing that may fail before the table changes.
+        let pairs_pow2 = pairs_n.next_power_of_two().max(2);
+        let prepared = if pairs_n > links::MAX_SCAN {
+            Err(device_error(format!(
+                "{pairs_n} related candidates in one batch: at most {} fit; split the batch",
+                links::MAX_SCAN
+            )))
+        } else {
+            ensure(
+                self,
+                pairs,
+                "table related pairs",
+                pairs_pow2 * RECORD_BYTES,
+                STORAGE,
+            )
+            .and_then(|p| {
+                let v = ensure(
+                    self,
+                    pvals,
+                    "table related values",
+                    pairs_n * w * 4,
+                    STORAGE,
+                )?;
+                Ok((p, v))
+            })
+        };
+        let (pairs_buf, pvals_buf) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                self.release(reserved);
+                return Err(e);
+            }
+        };
+        let related = Pairs {
+            n: pairs_n,
+            pow2: pairs_pow2,
+            pairs: pairs_buf,
+            pvals: pvals_buf,
+        };
+
+        // Phase 2: related answers, the link merge, commit.
         let final_arenas: &[Arena] = new_arenas_list.as_deref().unwrap_or(&t.arenas);
         let mut v2 = Variants {
             list: Vec::new(),
             stride,
         };
+        let second_base = Params {
+            pairs_n: pairs_n as u32,
+            pairs_pow2: pairs_pow2 as u32,
+            ..base
+        };
+        let second = SecondVariants::new(&mut v2, second_base, &plan, pairs_pow2, t.arenas.len());
         let commit: Vec<usize> = (0..t.arenas.len())
             .map(|a| {
                 v2.push(Params {
@@ -787,11 +966,34 @@ impl WgpuDevice {
                 return Err(e);
             }
         };
+        // What comes back: statuses, values and counters, then per related query its span,
+        // then the sorted pairs and their partners' values.
+        // (No pairs, no hits: the related kernels do not run, nothing comes back for them.)
+        let span_words = if pairs_n > 0 { 2 * plan.queries } else { 0 };
+        let pair_words = 8 * pairs_n;
+        let pval_words = pairs_n * w;
+        let read_words = result_words + span_words + pair_words + pval_words;
+        let results_staging = match staging(self, results_staging, read_words * 4) {
+            Ok(b) => b,
+            Err(e) => {
+                self.release(reserved);
+                return Err(e);
+            }
+        };
         enc.params = params_buf;
         let new_info = shard_info(t, &new_meta, &rebuild);
         queue.write_buffer(info, 0, bytemuck::cast_slice(&new_info));
         queue.write_buffer(params_buf, 0, &params_bytes);
+        let old_arenas: Vec<(&wgpu::Buffer, &wgpu::Buffer)> =
+            t.arenas.iter().map(|a| (&a.slots, &a.values)).collect();
         let scoped = self.scoped("encoding a table commit", || {
+            // The related answers read the table as it was before the batch: before the commit.
+            if pairs_n > 0 {
+                links::encode_related(&mut enc, &lb, &related, &plan, &second, &old_arenas, info);
+            }
+            if let Some(new_halves) = &new_halves {
+                links::encode_merge(&mut enc, &lb, new_halves, &plan, &second);
+            }
             for (a, arena) in t.arenas.iter().enumerate() {
                 enc.run(
                     K_COMMIT,
@@ -865,10 +1067,22 @@ impl WgpuDevice {
                 0,
                 results,
                 (n + value_words) * 4,
-                nshards * 16,
+                counter_words * 4,
             );
             enc.encoder
                 .copy_buffer_to_buffer(results, 0, results_staging, 0, result_words * 4);
+            let mut at = result_words * 4;
+            for (buf, offset, words) in [
+                (lflat, u64::from(base.rel_span) * 4, span_words),
+                (related.pairs, 0, pair_words),
+                (related.pvals, 0, pval_words),
+            ] {
+                if words > 0 {
+                    enc.encoder
+                        .copy_buffer_to_buffer(buf, offset, results_staging, at, words * 4);
+                }
+                at += words * 4;
+            }
         });
         if let Err(e) = scoped {
             self.release(reserved);
@@ -879,7 +1093,7 @@ impl WgpuDevice {
         // refuses every later operation anyway.
         let done = self
             .submit_and_wait("table batch: commit", encoder)
-            .and_then(|()| map_read(self, results_staging, result_words * 4));
+            .and_then(|()| map_read(self, results_staging, read_words * 4));
         let bytes = match done {
             Ok(b) => b,
             Err(e) => {
@@ -889,20 +1103,25 @@ impl WgpuDevice {
         };
         let words: &[u32] = bytemuck::cast_slice(&bytes);
         let n = n as usize;
+        let (status, rest) = words.split_at(n);
+        let (values, rest) = rest.split_at(value_words as usize);
+        let (counts, rest) = rest.split_at(counter_words as usize);
+        let (spans, rest) = rest.split_at(span_words as usize);
+        let (pair_words, pvals) = rest.split_at(pair_words as usize);
         let out = DeviceOut {
-            status: words[..n].to_vec(),
-            values: words[n..n + value_words as usize].to_vec(),
+            status: status.to_vec(),
+            values: values.to_vec(),
+            spans: spans.to_vec(),
+            pairs: pair_words.to_vec(),
+            pvals: pvals[..pval_words as usize].to_vec(),
         };
-        let c: &[i32] = bytemuck::cast_slice(&words[n + value_words as usize..]);
-        let counts: Vec<[i32; 4]> = (0..nshards as usize)
-            .map(|s| [c[4 * s], c[4 * s + 1], c[4 * s + 2], c[4 * s + 3]])
-            .collect();
+        let c: &[i32] = bytemuck::cast_slice(counts);
 
-        // Success: adopt the new layout and statistics.
+        // Success: adopt the new layout, links and statistics.
         let old_bytes: u64 = t.shards.iter().map(|m| m.slots).sum::<u64>() * slot_bytes(t.w);
         for (s, m) in new_meta.iter_mut().enumerate() {
             let old = &t.shards[s];
-            let (inserts, removes) = (counts[s][1] as u64, counts[s][2] as u64);
+            let (inserts, removes) = (c[4 * s + 1] as u64, c[4 * s + 2] as u64);
             m.items = old.items + inserts - removes;
             m.used = if rebuild[s] {
                 m.items
@@ -910,7 +1129,12 @@ impl WgpuDevice {
                 old.used + inserts
             };
             m.resizes = old.resizes + (m.slots.trailing_zeros() - old.slots.trailing_zeros());
-            m.ops = old.ops + counts[s][0] as u64;
+            m.ops = old.ops + c[4 * s] as u64;
+        }
+        if let Some(new_halves) = new_halves {
+            let halves = &c[4 * nshards as usize..];
+            t.links
+                .adopt(new_halves, halves.iter().map(|&h| h as u64).collect());
         }
         let new_bytes: u64 = new_meta.iter().map(|m| m.slots).sum::<u64>() * slot_bytes(t.w);
         debug_assert_eq!(new_bytes - old_bytes, reserved);
@@ -952,17 +1176,6 @@ fn status_of(code: u32) -> Status {
     }
 }
 
-/// One related query of a batch: its own GET and its partners' probes on the device.
-struct RelatedQuery {
-    op: usize,
-    own: usize,
-    /// Candidates `cands[start..start + len]`, probed by device ops `probe..probe + len`.
-    start: usize,
-    len: usize,
-    probe: usize,
-    max: u32,
-}
-
 impl TableBackend for WgpuDevice {
     type Shards = WgpuShards;
 
@@ -1001,7 +1214,7 @@ impl TableBackend for WgpuDevice {
             max_load: config.max_load,
             cap,
             local_sort: !self.is_cpu_adapter(),
-            links: Links::new(config.shards),
+            links: DeviceLinks::new(self, config.shards).inspect_err(|_| self.release(bytes))?,
         })
     }
 
@@ -1020,144 +1233,96 @@ impl TableBackend for WgpuDevice {
         if n == 0 {
             return Ok(());
         }
-        let router = ShardRouter::new(t.shards.len() as u32);
+        if n > MAX_DEVICE_OPS {
+            results.reset(0, w, false);
+            return Err(TableError::BatchTooLarge {
+                max: MAX_DEVICE_OPS,
+            });
+        }
+        // One device op per operation, at its batch position (the link kernels' clock).
         let (codes, keys) = (batch.codes(), batch.keys());
         let mut dev = DeviceBatch {
             words: Vec::with_capacity(n * 4),
             puts: 0,
         };
         let mut put_values = Vec::new();
-        // Per op: its device op (u32::MAX for links and unlinks).
-        let mut map = vec![u32::MAX; n];
-        let mut host_ops = vec![0u64; t.shards.len()];
-        let mut related = Vec::new();
-        let mut cands: Vec<(u64, f32)> = Vec::new();
+        let mut ops = LinkOps::default();
         for i in 0..n {
             let key = keys[i];
             match codes[i] {
                 OpCode::Put => {
-                    map[i] = dev.len() as u32;
                     dev.push(OP_PUT | COUNTED, key);
                     let at = dev.words.len() - 1;
                     dev.words[at] = dev.puts;
                     dev.puts += 1;
                     put_values.extend_from_slice(batch.put_value(i));
                 }
-                OpCode::Get => {
-                    map[i] = dev.len() as u32;
-                    dev.push(OP_GET | COUNTED, key);
-                }
+                OpCode::Get => dev.push(OP_GET | COUNTED, key),
                 OpCode::Delete => {
-                    map[i] = dev.len() as u32;
                     dev.push(OP_DELETE | COUNTED, key);
-                    t.links.delete(key);
+                    ops.deletes = true;
                 }
                 OpCode::Link => {
                     let a = batch.aux(i);
-                    t.links.link(key, a.partner, a.strength);
-                    host_ops[router.shard(key) as usize] += 1;
+                    dev.push(OP_NOP | COUNTED, key);
+                    ops.link(i, a.partner, Some(a.strength));
                 }
                 OpCode::Unlink => {
-                    t.links.unlink(key, batch.aux(i).partner);
-                    host_ops[router.shard(key) as usize] += 1;
+                    dev.push(OP_NOP | COUNTED, key);
+                    ops.link(i, batch.aux(i).partner, None);
                 }
                 OpCode::GetRelated => {
                     let a = batch.aux(i);
-                    let own = dev.len();
                     dev.push(OP_GET | COUNTED, key);
-                    let start = cands.len();
-                    if a.max > 0 {
-                        t.links.related(key, a.strength, &mut cands);
-                    }
-                    let probe = dev.len();
-                    for &(partner, _) in &cands[start..] {
-                        dev.push(OP_GET, partner);
-                    }
-                    related.push(RelatedQuery {
-                        op: i,
-                        own,
-                        start,
-                        len: cands.len() - start,
-                        probe,
-                        max: a.max,
-                    });
+                    ops.related(i, a.strength, a.max);
                 }
             }
         }
 
-        if dev.len() > MAX_DEVICE_OPS {
-            t.links.rollback();
+        let mut scratch = self.take_scratch();
+        let done = self.kv_apply(t, &dev, &put_values, &ops, reads, &mut scratch);
+        self.return_scratch(scratch);
+        let out = done.map_err(|e| {
             results.reset(0, w, false);
-            return Err(TableError::BatchTooLarge {
-                max: MAX_DEVICE_OPS,
-            });
-        }
-        let out = if dev.len() == 0 {
-            DeviceOut {
-                status: Vec::new(),
-                values: Vec::new(),
-            }
-        } else {
-            let mut scratch = self.take_scratch();
-            let done = self.kv_apply(t, &dev, &put_values, reads, &mut scratch);
-            self.return_scratch(scratch);
-            match done {
-                Ok(out) => out,
-                Err(e) => {
-                    t.links.rollback();
-                    results.reset(0, w, false);
-                    return Err(e.into());
-                }
-            }
-        };
-        t.links.commit();
-        for (m, o) in t.shards.iter_mut().zip(host_ops) {
-            m.ops += o;
-        }
+            TableError::from(e)
+        })?;
 
         // Results in batch order.
-        let mut rel = related.iter();
-        for i in 0..n {
-            match codes[i] {
-                OpCode::Link | OpCode::Unlink => results.status[i] = Status::Ok,
-                OpCode::GetRelated => {
-                    let q = rel.next().expect("one entry per related query");
-                    debug_assert_eq!(q.op, i);
-                    let found = out.status[q.own] == Status::Value as u32;
-                    if found {
-                        results.values[i * w..(i + 1) * w]
-                            .copy_from_slice(&out.values[q.own * w..(q.own + 1) * w]);
-                    }
-                    let start = results.hits.len();
-                    for c in 0..q.len {
-                        if results.hits.len() - start >= q.max as usize {
-                            break;
-                        }
-                        let d = q.probe + c;
-                        if out.status[d] == Status::Value as u32 {
-                            let (key, strength) = cands[q.start + c];
-                            results.hits.push(RelatedHit { key, strength });
-                            results
-                                .hit_values
-                                .extend_from_slice(&out.values[d * w..(d + 1) * w]);
-                        }
-                    }
-                    results.related.push(RelatedSpan {
-                        op: i as u32,
-                        start: start as u32,
-                        len: (results.hits.len() - start) as u32,
-                        found,
-                    });
-                    results.status[i] = Status::Related;
+        let mut q = 0;
+        for (i, &code) in codes.iter().enumerate() {
+            let st = status_of(out.status[i]);
+            if code == OpCode::GetRelated {
+                let found = st == Status::Value;
+                if found {
+                    results.values[i * w..(i + 1) * w]
+                        .copy_from_slice(&out.values[i * w..(i + 1) * w]);
                 }
-                _ => {
-                    let d = map[i] as usize;
-                    let st = status_of(out.status[d]);
-                    results.status[i] = st;
-                    if st == Status::Value {
-                        results.values[i * w..(i + 1) * w]
-                            .copy_from_slice(&out.values[d * w..(d + 1) * w]);
-                    }
+                let start = results.hits.len();
+                // The device's spans are empty when no query had candidates (none read back).
+                let (first, hits) = match out.spans.get(2 * q..2 * q + 2) {
+                    Some(&[first, hits]) => (first as usize, hits as usize),
+                    _ => (0, 0),
+                };
+                for pair in out.pairs[8 * first..8 * (first + hits)].chunks_exact(8) {
+                    let key = u64::from(pair[3]) | u64::from(pair[2]) << 32;
+                    let strength = f32::from_bits(!pair[1]);
+                    results.hits.push(RelatedHit { key, strength });
+                    let at = pair[4] as usize * w;
+                    results.hit_values.extend_from_slice(&out.pvals[at..at + w]);
+                }
+                results.related.push(RelatedSpan {
+                    op: i as u32,
+                    start: start as u32,
+                    len: hits as u32,
+                    found,
+                });
+                results.status[i] = Status::Related;
+                q += 1;
+            } else {
+                results.status[i] = st;
+                if st == Status::Value {
+                    results.values[i * w..(i + 1) * w]
+                        .copy_from_slice(&out.values[i * w..(i + 1) * w]);
                 }
             }
         }
@@ -1197,9 +1362,19 @@ impl TableBackend for WgpuDevice {
             self.submit_and_wait("exporting a shard", encoder)?;
             Readback::default().read(self, &tmp, bytes)
         };
-        // Both reads finish before anything is visited, so a failure visits nothing.
+        // Every read finishes before anything is visited, so a failure visits nothing.
         let slots = read(&arena.slots, m.base * 12, m.slots * 12)?;
         let values = read(&arena.values, m.base * 4 * w, m.slots * 4 * w)?;
+        let halves = t.links.halves(shard);
+        let links = if halves > 0 {
+            read(
+                t.links.buffer(),
+                t.links.first_of(shard) * RECORD_BYTES,
+                halves * RECORD_BYTES,
+            )?
+        } else {
+            Vec::new()
+        };
         let slots: &[u32] = bytemuck::cast_slice(&slots);
         for (g, s) in slots.chunks_exact(3).enumerate() {
             if s[0] == 2 {
@@ -1208,7 +1383,7 @@ impl TableBackend for WgpuDevice {
                 entry(key, &values[at..at + 4 * t.w]);
             }
         }
-        t.links.export(shard, link);
+        links::visit_halves(&links, link);
         Ok(())
     }
 
@@ -1227,17 +1402,17 @@ impl TableBackend for WgpuDevice {
                 encoder.copy_buffer_to_buffer(&from.values, 0, &to.values, 0, from.values.size());
             }
             self.submit_and_wait("cloning a table", encoder)?;
-            Ok(arenas)
+            Ok((arenas, t.links.try_clone(self)?))
         });
         match copy {
-            Ok(arenas) => Ok(WgpuShards {
+            Ok((arenas, links)) => Ok(WgpuShards {
                 shards: t.shards.clone(),
                 arenas,
                 w: t.w,
                 max_load: t.max_load,
                 cap: t.cap,
                 local_sort: t.local_sort,
-                links: t.links.clone(),
+                links,
             }),
             Err(e) => {
                 self.release(bytes);

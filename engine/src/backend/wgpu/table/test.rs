@@ -260,6 +260,55 @@ fn a_refused_batch_changes_nothing() {
     pair.apply(&all, "reads after the refusal");
 }
 
+/// Link-heavy batches against the CPU: results, statistics and every shard's export (links
+/// included) after each batch, on arenas small enough that shards move as they grow. A hub
+/// key with thousands of partners makes runs longer than any chunk or scan block, and the
+/// hub is deleted and relinked inside a batch.
+#[test]
+fn links_and_their_exports_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let config = TableConfig::new("links").with_shards(5);
+    let mut pair = Pair::new(gpu, config, Some(64 << 10));
+    let mut rng = Rng(0x0bad_cafe_f00d_0001);
+    let check_exports = |pair: &Pair, ctx: &str| {
+        for shard in 0..5 {
+            assert_eq!(
+                pair.export(shard, true),
+                pair.export(shard, false),
+                "{ctx}: export of shard {shard}"
+            );
+        }
+    };
+    for round in 0..6 {
+        let mut b = mixed(&mut rng, 4_000, 600, 2);
+        // A hub linked to 3000 keys, queried, deleted, relinked and queried again.
+        let hub = 1_000_000 + round;
+        for p in 0..3_000u64 {
+            b.link(hub, p, (1 + (p + round) % 10) as f32 / 10.0)
+                .unwrap();
+            if p % 1_000 == 999 {
+                b.get_related(hub, 0.0, u32::MAX).unwrap();
+                b.get_related(hub, 0.5, 7).unwrap();
+            }
+        }
+        if round % 2 == 1 {
+            b.delete(hub).unwrap();
+            b.get_related(hub, 0.0, u32::MAX).unwrap();
+            b.link(hub, 3, 0.25).unwrap();
+            b.put(hub, &[1; 8]).unwrap();
+            b.get_related(hub, 0.0, u32::MAX).unwrap();
+            b.get_related(3, 0.0, u32::MAX).unwrap();
+        }
+        pair.apply(&b, &format!("round {round}"));
+        check_exports(&pair, &format!("round {round}"));
+    }
+    let mut all = Batch::new(8);
+    for k in (0..600).chain(1_000_000..1_000_006) {
+        all.get_related(k, 0.0, u32::MAX).unwrap();
+    }
+    pair.apply(&all, "final related sweep");
+}
+
 #[test]
 fn every_kernel_entry_point_is_in_the_shader() {
     for (name, entry) in KERNELS {
@@ -268,14 +317,15 @@ fn every_kernel_entry_point_is_in_the_shader() {
             "{name}: no entry point {entry} in shaders/table.wgsl"
         );
     }
-    // `Params` mirrors the shader's struct: 16 u32 fields.
-    assert_eq!(std::mem::size_of::<Params>(), 64);
+    // `Params` mirrors the shader's struct: 48 u32 fields.
+    assert_eq!(std::mem::size_of::<Params>(), 192);
     for (what, value) in [
         ("const CHUNK: u32 = ", CHUNK),
         ("const TILE: u32 = ", TILE),
         ("const BLOCK: u32 = ", u64::from(BLOCK)),
         ("const WORKGROUP: u32 = ", u64::from(WORKGROUP)),
         ("const MAX_SHARDS: u32 = ", u64::from(MAX_SHARDS)),
+        ("const SCAN_BLOCK: u32 = ", links::SCAN_BLOCK),
     ] {
         assert!(
             SHADER.contains(&format!("{what}{value}u;")),
