@@ -92,7 +92,7 @@ fn run_on_backend(body_name: &str, test: &str, body: fn(&Device)) {
                 kind,
                 "Device::open({kind}) opened another backend"
             );
-            // A backend that runs only part of the workloads yet (wgpu: graphs only) skips
+            // A backend that runs only part of the workloads yet (cuda: no tables yet) skips
             // the table suite with its reason, REQUIRE or not: the gap is the open issue's.
             if let Err(why) = device.supports(Workload::Tables) {
                 assert_ne!(
