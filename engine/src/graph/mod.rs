@@ -18,6 +18,7 @@ mod budget;
 mod build;
 mod config;
 mod cuda;
+mod device_order;
 mod embed;
 mod error;
 pub mod generate;

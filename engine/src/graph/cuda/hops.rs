@@ -1,15 +1,19 @@
-//! Spreading on the CUDA device: the launch sequence of `super::super::gpu::hops`, with the
-//! kernels of `kernels/graph.cu`.
+//! Spreading on the CUDA device: the device steps of `device_order` (seed, hop, gather) as
+//! launches of `kernels/graph.cu`, the siblings of the wgpu dispatches in `gpu::hops`.
 #![allow(unsafe_code)]
 
-use cudarc::driver::DeviceRepr;
+use cudarc::driver::{CudaFunction, DeviceRepr};
 
 use super::{FILE, Resident, THREADS, invocations};
 use crate::backend::cuda::{Args, CudaDevice, DeviceBuffer, grid};
 use crate::graph::Graph;
+use crate::graph::device_order::{
+    self, ACTIVATED_COUNT, Hop, HopDevice, STATS_WORDS, Seeding, give_back, list_offsets,
+    take_fitting,
+};
 use crate::graph::error::GraphError;
-use crate::graph::params::{MAX_HOPS, Seed, SpreadParams, Tier};
-use crate::graph::spread::{self, HopGate, HopMethod, Outcome, Scratch, UNSET};
+use crate::graph::params::{Seed, SpreadParams};
+use crate::graph::spread::{HopGate, HopMethod, Outcome, Scratch};
 
 pub(super) const KERNELS: &[&str] = &[
     "pull_all",
@@ -19,26 +23,6 @@ pub(super) const KERNELS: &[&str] = &[
     "seed",
     "gather",
 ];
-
-/// `Hop` of graph.cu (64 bytes, as the wgpu uniform).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Hop {
-    nodes: u32,
-    lanes: u32,
-    hop: u32,
-    refractory: u32,
-    dk: f32,
-    theta: f32,
-    frontier_len: u32,
-    frontier_off: u32,
-    next_off: u32,
-    touched_off: u32,
-    activated_off: u32,
-    bit: u32,
-    prev_bit: u32,
-    pad: [u32; 3],
-}
 
 /// `HopBuffers` of graph.cu: device addresses, in the struct's order.
 #[repr(C)]
@@ -55,21 +39,10 @@ struct HopBuffers {
     out_targets: u64,
 }
 
-// SAFETY: plain `#[repr(C)]` values laid out as the kernels' structs.
+// SAFETY: plain `#[repr(C)]` values laid out as graph.cu's `Hop`.
 unsafe impl DeviceRepr for Hop {}
-// SAFETY: as above; addresses are u64 like CUDA's 64-bit pointers.
+// SAFETY: as above, `HopBuffers`; addresses are u64 like CUDA's 64-bit pointers.
 unsafe impl DeviceRepr for HopBuffers {}
-
-/// Counters at the start of `stats` (graph.cu's `NEXT_COUNT` ..); the lanes' flags follow.
-const STATS_WORDS: usize = 4;
-const NEXT_COUNT: usize = 0;
-const NEXT_EDGES: usize = 1;
-const ACTIVATED_COUNT: usize = 3;
-
-/// The flag bit of the frontier built by hop `k` (the seeds are hop 0).
-fn frontier_bit(k: u32) -> u32 {
-    2 << (k & 1)
-}
 
 /// Spreading buffers for up to `lanes` lanes of one graph, kept for later calls.
 pub(super) struct HopWork {
@@ -98,21 +71,10 @@ impl HopWork {
     }
 
     fn take(res: &Resident, n: usize, lanes: usize) -> Result<HopWork, GraphError> {
-        let mut pool = res.hop_work.lock().unwrap_or_else(|p| p.into_inner());
-        match pool.iter().position(|w| w.lanes >= lanes) {
-            Some(i) => Ok(pool.swap_remove(i)),
-            None => {
-                drop(pool);
-                HopWork::new(&res.dev, n, lanes)
-            }
+        match take_fitting(&res.hop_work, |w: &HopWork| w.lanes >= lanes) {
+            Some(w) => Ok(w),
+            None => HopWork::new(&res.dev, n, lanes),
         }
-    }
-
-    fn give_back(self, res: &Resident) {
-        res.hop_work
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(self);
     }
 
     /// The buffers of hop `k` (reading Δ(k-1)).
@@ -131,8 +93,7 @@ impl HopWork {
     }
 }
 
-/// SPEC §2.2 for `lanes` seed lists at once on the device. Leaves `a`, `first_hop`,
-/// `hops_done` and `stopped` in `scratch` exactly as `spread::propagate` does.
+/// SPEC §2.2 for `lanes` seed lists at once on the device (`device_order::propagate`).
 pub(crate) fn propagate<'s>(
     graph: &Graph,
     dev: &CudaDevice,
@@ -148,209 +109,140 @@ pub(crate) fn propagate<'s>(
     invocations("spread", 5 * n)?;
     scratch.prepare(n, lanes);
     let mut work = HopWork::take(&res, n, lanes)?;
-    let outcome = run_hops(graph, &res, &mut work, scratch, lanes, seeds, params, gate);
+    let outcome = CudaHops::new(&res, &mut work, n, lanes).and_then(|mut hops| {
+        device_order::propagate(graph, &mut hops, scratch, lanes, seeds, params, gate)
+    });
     if outcome.is_ok() {
-        work.give_back(&res);
+        give_back(&res.hop_work, work);
     }
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_hops<'s>(
-    graph: &Graph,
-    res: &Resident,
-    w: &mut HopWork,
-    scratch: &mut Scratch,
+/// One spread's device side: the work buffers and the kernels.
+struct CudaHops<'a> {
+    res: &'a Resident,
+    w: &'a mut HopWork,
+    n: usize,
     lanes: usize,
-    seeds: &dyn Fn(usize) -> &'s [Seed],
-    params: &SpreadParams,
-    gate: &mut dyn HopGate,
-) -> Result<Outcome, GraphError> {
-    let dev = &res.dev;
-    let n = graph.node_count();
-    let nl = (n * lanes) as u64 * 4;
-    let kernel = |name| dev.function(FILE, name);
-    let (pull_all, mark, pull_touched) = (
-        kernel("pull_all")?,
-        kernel("mark_targets")?,
-        kernel("pull_touched")?,
-    );
-    let (retire, seed, gather) = (kernel("retire")?, kernel("seed")?, kernel("gather")?);
-    let frontier_off = [n as u32, 2 * n as u32];
-    let (touched_off, activated_off) = (3 * n as u32, 4 * n as u32);
+    pull_all: CudaFunction,
+    mark: CudaFunction,
+    pull_touched: CudaFunction,
+    retire: CudaFunction,
+    seed: CudaFunction,
+    gather: CudaFunction,
+}
 
-    // Seeding on the host (SPEC §2.2: in order, clamped at 1), uploaded as (index, a).
-    spread::seed(scratch, lanes, seeds, params.threshold(Tier::Hot));
-    let seeded = scratch.take_seeded();
-    let mut entries: Vec<[u32; 2]> = Vec::new();
-    for &u in &seeded {
-        for q in 0..lanes {
-            let i = u as usize * lanes + q;
-            if scratch.a[i] > 0.0 {
-                entries.push([i as u32, scratch.a[i].to_bits()]);
-            }
+impl<'a> CudaHops<'a> {
+    fn new(
+        res: &'a Resident,
+        w: &'a mut HopWork,
+        n: usize,
+        lanes: usize,
+    ) -> Result<CudaHops<'a>, GraphError> {
+        let kernel = |name| res.dev.function(FILE, name);
+        Ok(CudaHops {
+            pull_all: kernel("pull_all")?,
+            mark: kernel("mark_targets")?,
+            pull_touched: kernel("pull_touched")?,
+            retire: kernel("retire")?,
+            seed: kernel("seed")?,
+            gather: kernel("gather")?,
+            res,
+            w,
+            n,
+            lanes,
+        })
+    }
+}
+
+impl HopDevice for CudaHops<'_> {
+    fn seed(&mut self, seeding: &Seeding<'_>) -> Result<(), GraphError> {
+        let (dev, w) = (&self.res.dev, &mut *self.w);
+        let nl = (self.n * self.lanes) as u64 * 4;
+        dev.zero(&w.delta[0], 0, nl)?;
+        dev.zero(&w.delta[1], 0, nl)?;
+        dev.zero(&w.state, 0, 2 * nl)?;
+        dev.zero(&w.lists, 0, (self.n * 4) as u64)?;
+        dev.zero(&w.stats, 0, w.stats.bytes())?;
+        let entries = seeding.entries;
+        if w.seeds.as_ref().is_none_or(|s| s.1 < entries.len()) {
+            let cap = entries.len().next_power_of_two().max(64);
+            w.seeds = Some((dev.buffer("seeds", (cap * 8) as u64)?, cap));
         }
-    }
-    let mut frontier_edges: u64 = seeded.iter().map(|&u| u64::from(graph.out.degree(u))).sum();
-    let mut frontier_len = seeded.len();
-
-    // Clear what the last call left, then upload the seeds.
-    dev.zero(&w.delta[0], 0, nl)?;
-    dev.zero(&w.delta[1], 0, nl)?;
-    dev.zero(&w.state, 0, 2 * nl)?;
-    dev.zero(&w.lists, 0, (n * 4) as u64)?;
-    dev.zero(&w.stats, 0, w.stats.bytes())?;
-    if w.seeds.as_ref().is_none_or(|s| s.1 < entries.len()) {
-        let cap = entries.len().next_power_of_two().max(64);
-        w.seeds = Some((dev.buffer("seeds", (cap * 8) as u64)?, cap));
-    }
-    let (seed_buf, _) = w.seeds.as_ref().expect("sized above");
-    dev.write(seed_buf, 0, &entries)?;
-    for at in [frontier_off[0], activated_off] {
-        dev.write(&w.lists, u64::from(at) * 4, &seeded)?;
-    }
-    dev.write(
-        &w.stats,
-        (ACTIVATED_COUNT * 4) as u64,
-        &[seeded.len() as u32],
-    )?;
-    let seed_params = Hop {
-        nodes: n as u32,
-        lanes: lanes as u32,
-        frontier_len: entries.len() as u32,
-        bit: frontier_bit(0),
-        ..Hop::default()
-    };
-    // The seeds write Δ(0), the `cur` of hop 1.
-    let seed_bufs = w.buffers(res, 1);
-    let seed_ptr = seed_buf.ptr();
-    dev.launch(
-        "launching the seeds",
-        &seed,
-        grid(entries.len() as u64, THREADS),
-        Args::new().arg(&seed_params).arg(&seed_bufs).arg(&seed_ptr),
-    )?;
-
-    let mut outcome = Outcome { partial: false };
-    let mut activated = seeded.len();
-    for k in 1..=params.max_hops.min(MAX_HOPS) {
-        let plan = spread::hop_plan(
-            graph,
-            k,
-            params.evaluation,
-            frontier_len,
-            frontier_edges,
-            lanes as u64,
-        );
-        if !gate.before_hop(&plan) {
-            outcome.partial = true;
-            break;
+        let (seed_buf, _) = w.seeds.as_ref().expect("sized above");
+        dev.write(seed_buf, 0, entries)?;
+        let (frontier_off, _, activated_off) = list_offsets(self.n);
+        for at in [frontier_off[0], activated_off] {
+            dev.write(&w.lists, u64::from(at) * 4, seeding.nodes)?;
         }
-        let h = Hop {
-            nodes: n as u32,
-            lanes: lanes as u32,
-            hop: k,
-            refractory: u32::from(params.refractory),
-            dk: params.decay.factor(k),
-            theta: params.threshold(Tier::of_hop(k)),
-            frontier_len: frontier_len as u32,
-            frontier_off: frontier_off[(k as usize + 1) % 2],
-            next_off: frontier_off[k as usize % 2],
-            touched_off,
-            activated_off,
-            bit: frontier_bit(k),
-            prev_bit: frontier_bit(k - 1),
-            pad: [0; 3],
-        };
-        let b = w.buffers(res, k as usize);
+        let activated = [seeding.nodes.len() as u32];
+        dev.write(&w.stats, (ACTIVATED_COUNT * 4) as u64, &activated)?;
+        // The seeds write Δ(0), the `cur` of hop 1.
+        let b = w.buffers(self.res, 1);
+        let seeds = seed_buf.ptr();
+        let args = Args::new().arg(&seeding.hop).arg(&b).arg(&seeds);
+        let cfg = grid(entries.len() as u64, THREADS);
+        dev.launch("launching the seeds", &self.seed, cfg, args)?;
+        Ok(())
+    }
+
+    fn hop(
+        &mut self,
+        h: &Hop,
+        method: HopMethod,
+        touched_bound: u64,
+    ) -> Result<Vec<u32>, GraphError> {
+        let (dev, w) = (&self.res.dev, &*self.w);
+        let b = w.buffers(self.res, h.hop as usize);
+        let lanes = self.lanes as u64;
         let what = "launching a spreading hop";
         // The counters of the frontier being built, the touched count, the flags.
         dev.zero(&w.stats, 0, 12)?;
-        dev.zero(&w.stats, (STATS_WORDS * 4) as u64, lanes as u64 * 4)?;
-        match plan.method {
-            HopMethod::Pull => {
-                let cfg = grid((n * lanes) as u64, THREADS);
-                dev.launch(what, &pull_all, cfg, Args::new().arg(&h).arg(&b))?;
-            }
+        dev.zero(&w.stats, (STATS_WORDS * 4) as u64, lanes * 4)?;
+        let launch = |f: &CudaFunction, count: u64| {
+            dev.launch(what, f, grid(count, THREADS), Args::new().arg(h).arg(&b))
+        };
+        match method {
+            HopMethod::Pull => launch(&self.pull_all, self.n as u64 * lanes)?,
             HopMethod::Push => {
-                let cfg = grid(frontier_len as u64, THREADS);
-                dev.launch(what, &mark, cfg, Args::new().arg(&h).arg(&b))?;
-                // At most min(frontier edges, nodes) nodes are marked.
-                let bound = frontier_edges.min(n as u64) * lanes as u64;
-                let cfg = grid(bound, THREADS);
-                dev.launch(what, &pull_touched, cfg, Args::new().arg(&h).arg(&b))?;
+                launch(&self.mark, u64::from(h.frontier_len))?;
+                launch(&self.pull_touched, touched_bound)?;
             }
         }
-        let cfg = grid((frontier_len * lanes) as u64, THREADS);
-        dev.launch(what, &retire, cfg, Args::new().arg(&h).arg(&b))?;
-        let stats_bytes = ((STATS_WORDS + lanes) * 4) as u64;
+        launch(&self.retire, u64::from(h.frontier_len) * lanes)?;
+        let stats_bytes = (STATS_WORDS as u64 + lanes) * 4;
         let bytes = dev.finish("reading a hop's counters", &[(&w.stats, 0, stats_bytes)])?;
-        let stats: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
-        frontier_len = stats[NEXT_COUNT] as usize;
-        frontier_edges = u64::from(stats[NEXT_EDGES]);
-        activated = stats[ACTIVATED_COUNT] as usize;
-        gate.after_hop(&plan);
-        let mut running = false;
-        for (q, &flag) in stats[STATS_WORDS..].iter().enumerate() {
-            if scratch.stopped[q] {
-                continue;
-            }
-            scratch.hops_done[q] = k;
-            scratch.stopped[q] = flag == 0;
-            running |= flag != 0;
-        }
-        if !running {
-            break;
-        }
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    // The activated nodes' (a, first_hop + 1), compacted into the Δ buffers.
-    let h = Hop {
-        nodes: n as u32,
-        lanes: lanes as u32,
-        activated_off,
-        ..Hop::default()
-    };
-    // `cur` = delta[0], `next` = delta[1].
-    let b = w.buffers(res, 1);
-    let cfg = grid((activated * lanes) as u64, THREADS);
-    dev.launch(
-        "gathering the activations",
-        &gather,
-        cfg,
-        Args::new().arg(&h).arg(&b),
-    )?;
-    let vals = (activated * lanes * 4) as u64;
-    let bytes = dev.finish(
-        "reading the activations",
-        &[
-            (&w.delta[0], 0, vals),
-            (&w.delta[1], 0, vals),
-            (&w.lists, u64::from(activated_off) * 4, activated as u64 * 4),
-        ],
-    )?;
-    let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
-    let (a, rest) = words.split_at(activated * lanes);
-    let (first, nodes) = rest.split_at(activated * lanes);
-    for (j, &v) in nodes.iter().enumerate() {
-        for q in 0..lanes {
-            let i = v as usize * lanes + q;
-            scratch.a[i] = f32::from_bits(a[j * lanes + q]);
-            let f = first[j * lanes + q];
-            scratch.first_hop[i] = if f == 0 { UNSET } else { (f - 1) as u8 };
-        }
+    fn gather(&mut self, h: &Hop, activated: usize) -> Result<Vec<u32>, GraphError> {
+        let (dev, w) = (&self.res.dev, &*self.w);
+        // `cur` = delta[0], `next` = delta[1].
+        let b = w.buffers(self.res, 1);
+        let cfg = grid((activated * self.lanes) as u64, THREADS);
+        let args = Args::new().arg(h).arg(&b);
+        dev.launch("gathering the activations", &self.gather, cfg, args)?;
+        let vals = (activated * self.lanes * 4) as u64;
+        let nodes_at = u64::from(h.activated_off) * 4;
+        let bytes = dev.finish(
+            "reading the activations",
+            &[
+                (&w.delta[0], 0, vals),
+                (&w.delta[1], 0, vals),
+                (&w.lists, nodes_at, activated as u64 * 4),
+            ],
+        )?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
-    Ok(outcome)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The structs have graph.cu's sizes (`Hop`: 16 words; `HopBuffers`: 9 pointers).
+    /// `HopBuffers` has graph.cu's size (9 pointers; `Hop` is checked in device_order).
     #[test]
     fn launch_structs_have_the_kernels_sizes() {
-        assert_eq!(std::mem::size_of::<Hop>(), 64);
         assert_eq!(std::mem::size_of::<HopBuffers>(), 9 * 8);
     }
 }

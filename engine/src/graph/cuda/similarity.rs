@@ -7,15 +7,14 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 use super::{FILE, Resident, THREADS, invocations};
 use crate::backend::cuda::{Args, CudaDevice, DeviceBuffer, grid};
 use crate::graph::Graph;
+use crate::graph::device_order::{decode_top_k, give_back, take_fitting};
 use crate::graph::error::GraphError;
-use crate::graph::gpu::{MAX_DEVICE_K, TILE, from_total_order};
+use crate::graph::gpu::{MAX_DEVICE_K, TILE};
 
 pub(super) const KERNELS: &[&str] = &["similarity", "topk_tiles"];
 
 /// Threads of a `topk_tiles` block (graph.cu's `TOPK_GROUP`).
 const TOPK_GROUP: u32 = 256;
-/// A key word no candidate has (graph.cu's `NONE`).
-const NONE: u32 = u32::MAX;
 
 /// `Sim` of graph.cu.
 #[repr(C)]
@@ -76,24 +75,11 @@ impl SimWork {
     }
 
     fn take(res: &Resident, rows: usize, q: usize, dim: usize) -> Result<SimWork, GraphError> {
-        let mut pool = res.sim_work.lock().unwrap_or_else(|p| p.into_inner());
-        let fits = pool
-            .iter()
-            .position(|w| w.pairs >= rows.max(1) * q && w.query_floats >= q * dim);
-        match fits {
-            Some(i) => Ok(pool.swap_remove(i)),
-            None => {
-                drop(pool);
-                SimWork::new(&res.dev, rows, q, dim)
-            }
+        let fits = |w: &SimWork| w.pairs >= rows.max(1) * q && w.query_floats >= q * dim;
+        match take_fitting(&res.sim_work, fits) {
+            Some(w) => Ok(w),
+            None => SimWork::new(&res.dev, rows, q, dim),
         }
-    }
-
-    fn give_back(self, res: &Resident) {
-        res.sim_work
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(self);
     }
 }
 
@@ -151,7 +137,7 @@ pub(crate) fn similarities(
         "reading similarities",
         &[(&work.sims, 0, (rows * q * 4) as u64)],
     )?;
-    work.give_back(&res);
+    give_back(&res.sim_work, work);
     out.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(&bytes));
     Ok(())
 }
@@ -186,16 +172,8 @@ pub(crate) fn top_candidates(
     let res = graph.cuda_resident(dev)?;
     let work = SimWork::take(&res, rows, q, graph.dim())?;
     let keys = run_top_k(graph, &res, &work, queries, q, k, theta)?;
-    work.give_back(&res);
-    let keys: Vec<[u32; 2]> = bytemuck::pod_collect_to_vec(&keys[..q * k * 8]);
-    for (i, list) in out.iter_mut().enumerate() {
-        for &[key, node] in &keys[i * k..(i + 1) * k] {
-            if key == NONE && node == NONE {
-                break;
-            }
-            list.push((from_total_order(!key), node));
-        }
-    }
+    give_back(&res.sim_work, work);
+    decode_top_k(&bytemuck::pod_collect_to_vec(&keys[..q * k * 8]), q, k, out);
     Ok(())
 }
 

@@ -35,7 +35,7 @@ mod similarity;
 use hops::HopWork;
 pub(crate) use hops::propagate;
 use similarity::SimWork;
-pub(crate) use similarity::{MAX_DEVICE_K, TILE, from_total_order, similarities, top_candidates};
+pub(crate) use similarity::{MAX_DEVICE_K, TILE, similarities, top_candidates};
 
 const SHADER: &str = include_str!("../../../../shaders/graph.wgsl");
 const WORKGROUP: u32 = 64;

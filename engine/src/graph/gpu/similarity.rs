@@ -4,14 +4,13 @@
 use super::{Resident, SHADER, bind_group, bytes_of, dispatch, encoder, entry, invocations};
 use crate::backend::wgpu::{Readback, WgpuDevice, uniform_buffer, zeroed_storage_buffer};
 use crate::graph::Graph;
+use crate::graph::device_order::{decode_top_k, give_back, take_fitting};
 use crate::graph::error::GraphError;
 
 /// Candidates one `topk_tiles` workgroup sorts (the shader's `TILE`).
 pub(crate) const TILE: usize = 1024;
 /// The largest k the device selects; a larger `seeds_k` selects on the host.
 pub(crate) const MAX_DEVICE_K: usize = TILE / 2;
-/// A key word no candidate has (the shader's `NONE`).
-const NONE: u32 = u32::MAX;
 
 /// The constants of a similarity dispatch, laid out as `Sim` in the shader.
 #[repr(C)]
@@ -74,24 +73,11 @@ impl SimWork {
     }
 
     fn take(res: &Resident, rows: usize, q: usize, dim: usize) -> Result<SimWork, GraphError> {
-        let mut pool = res.sim_work.lock().unwrap_or_else(|p| p.into_inner());
-        let fits = pool
-            .iter()
-            .position(|w| w.pairs >= rows.max(1) * q && w.query_floats >= q * dim);
-        match fits {
-            Some(i) => Ok(pool.swap_remove(i)),
-            None => {
-                drop(pool);
-                SimWork::new(&res.gpu, rows, q, dim)
-            }
+        let fits = |w: &SimWork| w.pairs >= rows.max(1) * q && w.query_floats >= q * dim;
+        match take_fitting(&res.sim_work, fits) {
+            Some(w) => Ok(w),
+            None => SimWork::new(&res.gpu, rows, q, dim),
         }
-    }
-
-    fn give_back(self, res: &Resident) {
-        res.sim_work
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(self);
     }
 
     fn uniform(
@@ -177,18 +163,9 @@ pub(crate) fn similarities(
         Ok(work.readback.finish(gpu, enc, &[(&work.sims, 0, bytes)])?)
     });
     let bytes = done?;
-    work.give_back(&res);
+    give_back(&res.sim_work, work);
     out.copy_from_slice(bytemuck::cast_slice(&bytes));
     Ok(())
-}
-
-/// The inverse of the shader's `total_order`.
-pub(crate) fn from_total_order(key: u32) -> f32 {
-    f32::from_bits(if key & 0x8000_0000 != 0 {
-        key & 0x7fff_ffff
-    } else {
-        !key
-    })
 }
 
 /// Per query, its best `k` embedded nodes with sim >= `theta`, by sim descending (f32 total
@@ -225,23 +202,9 @@ pub(crate) fn top_candidates(
     }
     let res = graph.resident(gpu)?;
     let mut work = SimWork::take(&res, rows, q, graph.dim())?;
-    let result = run_top_k(graph, &res, &mut work, queries, q, k, theta);
-    let keys = match result {
-        Ok(keys) => {
-            work.give_back(&res);
-            keys
-        }
-        Err(e) => return Err(e),
-    };
-    let keys: &[[u32; 2]] = bytemuck::cast_slice(&keys[..q * k * 8]);
-    for (i, list) in out.iter_mut().enumerate() {
-        for &[key, node] in &keys[i * k..(i + 1) * k] {
-            if key == NONE && node == NONE {
-                break;
-            }
-            list.push((from_total_order(!key), node));
-        }
-    }
+    let keys = run_top_k(graph, &res, &mut work, queries, q, k, theta)?;
+    give_back(&res.sim_work, work);
+    decode_top_k(bytemuck::cast_slice(&keys[..q * k * 8]), q, k, out);
     Ok(())
 }
 
