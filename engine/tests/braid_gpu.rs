@@ -11,41 +11,15 @@ use warpgrid_engine::braid::{
     Braid, BraidConfig, BraidStats, EdgesBuilder, InjectBuilder, TorusConfig,
 };
 use warpgrid_engine::rng::SplitMix64;
-use warpgrid_engine::{BackendKind, Device, DeviceConfig};
+use warpgrid_engine::{BackendKind, Device};
 
 #[path = "braid/generate.rs"]
 mod generate;
 use generate::{pick, random_braid};
 
-/// The device of `backend`, or `None` (with the reason printed) when it cannot run here
-/// and `require` (an environment variable) is not set to 1.
-fn open(backend: BackendKind, require: &str) -> Option<Device> {
-    let config = DeviceConfig {
-        backend,
-        ..DeviceConfig::default()
-    };
-    match Device::open(&config) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var(require).as_deref() == Ok("1") => {
-            panic!("{require}=1 but {backend} cannot run: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped on {backend}: {e}");
-            None
-        }
-    }
-}
-
-/// Every GPU backend that runs here.
-fn gpus() -> Vec<Device> {
-    [
-        open(BackendKind::Wgpu, "WARPGRID_REQUIRE_WGPU"),
-        open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
+#[path = "gpu/open.rs"]
+mod gpu_open;
+use gpu_open::{gpus, open};
 
 /// Statistics without the timings (which differ run to run and backend to backend); the
 /// counts behind the timings (instants with events per torus, events, exchanges) stay.

@@ -11,38 +11,11 @@ use warpgrid_engine::graph::{
     Decay, Evaluation, Graph, GraphBuilder, GraphConfig, LatencyPredictor, ManualClock, NodeKind,
     RecallMode, RecallParams, RecallResult, Seed, SpreadParams, SpreadResult, generate,
 };
-use warpgrid_engine::{BackendKind, Device, DeviceConfig};
+use warpgrid_engine::{BackendKind, Device};
 
-/// The device of `backend`, or `None` (with the reason printed) when it cannot run here
-/// and `require` (an environment variable) is not set to 1.
-fn open(backend: BackendKind, require: &str) -> Option<Device> {
-    let config = DeviceConfig {
-        backend,
-        ..DeviceConfig::default()
-    };
-    match Device::open(&config) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var(require).as_deref() == Ok("1") => {
-            panic!("{require}=1 but {backend} cannot run: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped on {backend}: {e}");
-            None
-        }
-    }
-}
-
-fn wgpu() -> Option<Device> {
-    open(BackendKind::Wgpu, "WARPGRID_REQUIRE_WGPU")
-}
-
-/// Every GPU backend that runs here.
-fn gpus() -> Vec<Device> {
-    [wgpu(), open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA")]
-        .into_iter()
-        .flatten()
-        .collect()
-}
+#[path = "gpu/open.rs"]
+mod gpu_open;
+use gpu_open::{gpus, open, wgpu};
 
 const ACTIVATION_TOLERANCE: f32 = 1e-5;
 const TIE: f32 = 1e-6;
