@@ -44,7 +44,7 @@ pub enum BackendError {
     Unsupported {
         /// The backend that was asked to run it.
         backend: BackendKind,
-        /// The kind of work, as a noun phrase ("graphs", "braids", ...).
+        /// The kind of work ([`Workload::name`](crate::Workload::name): "activation graphs", ...).
         what: &'static str,
     },
     /// The device reported an error (validation, out of memory, lost device) while doing

@@ -15,7 +15,7 @@ use super::spread::{HopGate, HopMethod, HopPlan};
 
 /// A monotonic clock: time since an arbitrary origin.
 pub trait Clock: Send + Sync {
-    /// Time elapsed since the clock's origin; never decreases between calls.
+    /// Time elapsed since the clock's origin.
     fn now(&self) -> Duration;
 }
 
@@ -67,7 +67,7 @@ impl ManualClock {
         c
     }
 
-    /// Sets the time of the next reading to `t` (it may move backwards: tests only).
+    /// Sets the time of the next reading to `t` (even if earlier than the last reading).
     pub fn set(&self, t: Duration) {
         self.nanos.store(duration_nanos(t), Ordering::Relaxed);
     }

@@ -7,9 +7,9 @@ use super::error::GraphError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum NodeKind {
-    /// A concept: a word sense, an idea (`concept` in `nodes.tsv`).
+    /// A concept node (`concept` in `nodes.tsv`; WordNet nouns and verbs).
     Concept = 0,
-    /// An episode: an event or experience linked to concepts (`episode` in `nodes.tsv`).
+    /// An episode node (`episode` in `nodes.tsv`; WordNet adjectives and adverbs).
     Episode = 1,
 }
 

@@ -30,7 +30,7 @@ pub enum Relation {
     PartMeronym,
     /// `!`: opposite meanings (lexical: between words of the synsets).
     Antonym,
-    /// `&`: adjective satellite and its head adjective (similar meaning).
+    /// `&`: between a head adjective and its satellites (similar meaning).
     SimilarTo,
     /// `^`: a loosely related synset ("see also").
     AlsoSee,
@@ -44,7 +44,7 @@ pub enum Relation {
     Cause,
     /// `$`: verbs of similar meaning grouped together.
     VerbGroup,
-    /// `<`: an adjective that is the participle of a verb.
+    /// `<`: the source adjective is a participle of the target verb.
     Participle,
     /// `\`: an adjective pertaining to a noun, or an adverb derived from an adjective.
     Pertainym,
