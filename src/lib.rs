@@ -19,6 +19,7 @@
 //! assert_eq!(results.get(2), Some(Outcome::Deleted));
 //! # Ok::<(), warpgrid::TableError>(())
 //! ```
+#![warn(missing_docs)]
 
 pub use warpgrid_engine as engine;
 pub use warpgrid_host as host;

@@ -1,4 +1,5 @@
 //! The `warpgrid` command line: parses arguments, runs one command, prints the error once.
+#![warn(missing_docs)]
 
 mod cli;
 

@@ -7,7 +7,10 @@
 //!
 //! The host runtime (queue, durability, file formats) lives in `warpgrid-host`; the facade
 //! crate `warpgrid` re-exports both.
+#![warn(missing_docs)]
 
+// Documented by the backend work in flight (issue 10); the rest of the crate is checked.
+#[allow(missing_docs)]
 pub mod backend;
 pub mod braid;
 pub mod error;

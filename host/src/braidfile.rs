@@ -13,19 +13,29 @@ use warpgrid_engine::braid::{
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BraidFileError {
+    /// The file could not be read.
     #[error("{path}: cannot read the braid config: {source}")]
     Io {
+        /// The config file's path.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// TOML syntax, an unknown key, or a value of the wrong type (with line and column).
     #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The config file's path.
+        path: String,
+        /// The problem, with its line and column.
+        message: String,
+    },
     /// A value out of range (the field is named).
     #[error("{path}: {source}")]
     Invalid {
+        /// The config file's path.
         path: String,
+        /// The engine's error, naming the field.
         #[source]
         source: BraidError,
     },

@@ -58,6 +58,7 @@ pub struct HostCache {
 }
 
 impl HostCache {
+    /// An empty cache with `config`'s capacity and sampling, for values of `value_bytes` bytes.
     pub fn new(config: &CacheConfig, value_bytes: usize) -> HostCache {
         let cap = config.capacity.max(1);
         let w = value_bytes;
@@ -77,10 +78,12 @@ impl HostCache {
         }
     }
 
+    /// Entries cached.
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// Whether no entry is cached.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }

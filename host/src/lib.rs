@@ -1,5 +1,6 @@
 //! warpgrid-host: the host runtime around the engine — file formats today; the submission
 //! queue, durability, caches, metrics and the job runner as their issues land.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod braidfile;

@@ -28,15 +28,21 @@ pub enum OpsError {
     /// A line that does not parse or holds an invalid operation.
     #[error("{file}:{line}: field {field}: {message}")]
     Line {
+        /// The input's name (a path, or `-` for stdin).
         file: String,
+        /// Line number, from 1.
         line: u64,
+        /// The field at fault (`op`, `key`, `value`, ...).
         field: &'static str,
+        /// The expected and the actual value.
         message: String,
     },
     /// The input could not be read.
     #[error("{file}: cannot read the input")]
     Io {
+        /// The input's name.
         file: String,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },

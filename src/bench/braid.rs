@@ -60,6 +60,7 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// The workload's name in reports (`neighbour-ring`, `neighbours`).
     pub fn name(self) -> &'static str {
         match self {
             Shape::NeighbourRing => "neighbour-ring",
@@ -89,6 +90,7 @@ pub struct BraidBenchConfig {
     pub long_factor: u32,
     /// Instants between exchanges (and the adaptive interval's lower bound).
     pub interval: u32,
+    /// The workloads to run, in order.
     pub shapes: Vec<Shape>,
 }
 
@@ -211,16 +213,23 @@ pub fn ring_edges(dims: [u32; 3]) -> Vec<[i64; 7]> {
 /// One system's timed window.
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemResult {
+    /// The kernel (`warpgrid` with its backend, or `heap reference`).
     pub system: &'static str,
+    /// Tori in the braid (3, or 1 for torus 0 alone).
     pub tori: u32,
+    /// Threads it ran on.
     pub threads: usize,
-    /// The timed instants, `from..to`.
+    /// Start of the timed instants, `from..to`.
     pub from: u32,
+    /// End of the timed instants (exclusive).
     pub to: u32,
+    /// Events processed in the window, all tori.
     pub events: u64,
     /// Events dropped in the window (capacity rule and corrective events at `max_pending`).
     pub dropped: u64,
+    /// Wall time of the window (s).
     pub seconds: f64,
+    /// Events processed per second of wall time.
     pub events_per_s: f64,
     /// Wall time per event.
     pub ns_per_event: f64,
@@ -233,76 +242,113 @@ pub struct SystemResult {
 /// What both kernels agreed on at the check instant.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// The instant both kernels stopped at (`warmup + reference_measure`).
     pub instant: u32,
+    /// Tori in the braid.
     pub tori: u32,
     /// Per torus, 16 lowercase hex digits (equal on both kernels).
     pub digests: Vec<String>,
+    /// Per torus: events processed.
     pub events_processed: Vec<u64>,
+    /// Per torus: events dropped.
     pub events_dropped: Vec<u64>,
+    /// Exchanges done.
     pub exchanges: u64,
+    /// Boundary violations (face cells over the tolerance).
     pub boundary_violations: u64,
+    /// Corrective events injected.
     pub corrective_events: u64,
 }
 
 /// Memory of the three-tori braid over a run of `L` instants and of `long_factor · L`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
+    /// `L = warmup + measure`, in instants.
     pub run_length: u32,
+    /// `long_factor · L`, in instants.
     pub long_run_length: u32,
     /// Halfway through the long run (`long_factor / 2 · L`), where the midpoint figures
     /// below are read: a workload still settling shows there.
     pub mid_run_length: u32,
-    /// Peak resident set of the process (VmHWM) after `L`, halfway and after the long run
-    /// (KiB).
+    /// Peak resident set of the process (VmHWM) after `L` (KiB; `None` where `/proc` is
+    /// missing).
     pub peak_rss_kib_at_l: Option<u64>,
+    /// Peak resident set halfway through the long run (KiB; `None` where `/proc` is missing).
     pub peak_rss_kib_at_mid: Option<u64>,
+    /// Peak resident set after the long run (KiB; `None` where `/proc` is missing).
     pub peak_rss_kib_at_long: Option<u64>,
     /// Whether the peak was reset at the start of the workload (else it is the process's).
     pub peak_reset: bool,
-    /// [`Braid::memory_bytes`] at the same points.
+    /// [`Braid::memory_bytes`] after `L`.
     pub braid_bytes_at_l: u64,
+    /// [`Braid::memory_bytes`] halfway through the long run.
     pub braid_bytes_at_mid: u64,
+    /// [`Braid::memory_bytes`] after the long run.
     pub braid_bytes_at_long: u64,
     /// Events per second of the long run past `L` (a second, longer warpgrid figure).
     pub long_run_events_per_s: f64,
+    /// Pending events per torus at the end of the long run.
     pub long_run_pending: Vec<u64>,
 }
 
 /// A ratio and the bar it is held to.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bar {
+    /// What is measured, with its unit.
     pub what: String,
+    /// The measured value.
     pub value: f64,
+    /// The bar it must reach (at least).
     pub bar: f64,
+    /// Whether `value >= bar`.
     pub met: bool,
 }
 
 /// One workload's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadReport {
+    /// The workload.
     pub workload: Shape,
+    /// The workload in words (edges, injections, capacity).
     pub description: String,
     /// warpgrid 3 tori, warpgrid 1 torus, reference 3 tori, reference 1 torus.
     pub systems: Vec<SystemResult>,
+    /// Events/s of warpgrid's 3 tori over the reference's 3 tori.
     pub three_vs_reference: f64,
+    /// Events/s of warpgrid's 1 torus over the reference's 1 torus.
     pub one_vs_reference: f64,
+    /// Events/s of warpgrid's 3 tori over its 1 torus.
     pub three_vs_one: f64,
+    /// The SPEC §7 bars: the ratio to the reference and the absolute rate.
     pub bars: Vec<Bar>,
+    /// What both kernels agreed on (a mismatch fails the bench before this is built).
     pub checks: Vec<Check>,
+    /// Memory of the three-tori braid over the short and the long run.
     pub memory: Memory,
 }
 
+/// Everything the braid bench measured (`warpgrid bench`), as its JSON report holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BraidBenchReport {
+    /// Always `braid`.
     pub bench: &'static str,
+    /// The device, as [`Device::describe`] gives it.
     pub device: String,
+    /// Threads of the rayon pool.
     pub threads: usize,
+    /// Lattice of every torus.
     pub dims: [u32; 3],
+    /// Capacity of every torus.
     pub max_pending: u64,
+    /// Instants run untimed first.
     pub warmup: u32,
+    /// Instants timed on warpgrid.
     pub measure: u32,
+    /// Instants timed on the reference.
     pub reference_measure: u32,
+    /// Instants between exchanges.
     pub interval: u32,
+    /// Per workload, in order.
     pub workloads: Vec<WorkloadReport>,
     /// Every bar of every workload met.
     pub bars_met: bool,

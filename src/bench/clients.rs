@@ -22,12 +22,19 @@ use crate::{Batch, Device, Outcome, Table, TableConfig};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ClientsBenchConfig {
+    /// Client threads.
     pub clients: usize,
+    /// Single operations each client keeps in flight.
     pub window: usize,
+    /// Records loaded before the run (key numbers `0..records`).
     pub records: u64,
+    /// Operations in all, split evenly over the clients.
     pub ops: u64,
+    /// The YCSB workload (B by default).
     pub workload: Workload,
+    /// Measured repeats, the queue and DashMap interleaved.
     pub repeats: usize,
+    /// Seed of the operation streams (client `i` draws from `seed + i`).
     pub seed: u64,
 }
 
@@ -45,6 +52,7 @@ impl ClientsBenchConfig {
         }
     }
 
+    /// A smoke run: 100k records, 480k operations, one repeat.
     pub fn quick(clients: usize) -> Self {
         ClientsBenchConfig {
             records: 100_000,
@@ -55,26 +63,45 @@ impl ClientsBenchConfig {
     }
 }
 
+/// Everything the many-clients bench measured (`warpgrid bench`), as its JSON report holds
+/// it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientsReport {
+    /// Always `kv-clients`.
     pub bench: &'static str,
+    /// The workload, as `ycsb-b` and the like.
     pub workload: String,
+    /// Client threads.
     pub clients: usize,
+    /// Single operations each client keeps in flight.
     pub window: usize,
+    /// Records loaded.
     pub records: u64,
+    /// Operations run per repeat, all clients together.
     pub ops: u64,
+    /// Measured repeats.
     pub repeats: usize,
+    /// The device, as [`Device::describe`] gives it.
     pub device: String,
+    /// Seconds per repeat through the queue.
     pub queue_s: Vec<f64>,
+    /// Seconds per repeat into the DashMap.
     pub dashmap_s: Vec<f64>,
+    /// Million operations per second through the queue (median repeat).
     pub queue_mops: f64,
+    /// Million operations per second into the DashMap (median repeat).
     pub dashmap_mops: f64,
+    /// `queue_mops / dashmap_mops`.
     pub ratio: f64,
     /// SPEC §7: at least 10M ops/s through the queue on the 2-core box.
     pub bar_mops: f64,
+    /// Whether `queue_mops >= bar_mops`.
     pub bar_met: bool,
+    /// Batches the queue ran in the last repeat.
     pub queue_batches: u64,
+    /// Median operation latency through the queue in the last repeat (ns).
     pub latency_ns_p50: u64,
+    /// 99th percentile operation latency through the queue in the last repeat (ns).
     pub latency_ns_p99: u64,
 }
 
@@ -290,6 +317,7 @@ pub fn run(
     })
 }
 
+/// The report as the text `warpgrid bench` prints.
 pub fn render(r: &ClientsReport) -> String {
     format!(
         "kv --clients: {} clients x {} in flight, {} over {} records, {} single ops, median of {}\n\

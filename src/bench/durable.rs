@@ -17,16 +17,24 @@ use warpgrid_host::durable::{DurableOptions, DurableTable, FsyncPolicy, Record, 
 use crate::workload::{uniform_keys, value_of};
 use crate::{Batch, Device, TableConfig};
 
+/// What to run.
 #[derive(Debug, Clone)]
 pub struct DurableBenchConfig {
+    /// Batches per run.
     pub batches: usize,
+    /// Puts per batch (8-byte values, uniform random keys).
     pub batch_ops: usize,
+    /// Shards of the table.
     pub shards: u32,
+    /// Keys of the table whose reopening is timed.
     pub recovery_keys: usize,
+    /// Measured repeats; the three sides rotate which runs first.
     pub repeats: usize,
 }
 
 impl DurableBenchConfig {
+    /// SPEC §7 row 3: 200 batches of 4096 puts into 24 shards, median of 5; recovery of 4M
+    /// keys.
     pub fn full() -> Self {
         DurableBenchConfig {
             batches: 200,
@@ -37,6 +45,7 @@ impl DurableBenchConfig {
         }
     }
 
+    /// A smoke run: 40 batches of 1024 puts, recovery of 200k keys, one repeat.
     pub fn quick() -> Self {
         DurableBenchConfig {
             batches: 40,
@@ -48,25 +57,40 @@ impl DurableBenchConfig {
     }
 }
 
+/// Everything the durable-put bench measured (`warpgrid bench`), as its JSON report holds
+/// it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DurableReport {
+    /// Always `kv-durable`.
     pub bench: &'static str,
+    /// Batches per run.
     pub batches: usize,
+    /// Puts per batch.
     pub batch_ops: usize,
+    /// Shards of the table.
     pub shards: u32,
+    /// The device, as [`Device::describe`] gives it.
     pub device: String,
     /// Into a table created with room for every key of the run (the cost of durability).
     pub warpgrid_batches_per_s: f64,
     /// Into a table that grows from empty (durability plus the table's own growth).
     pub growing_batches_per_s: f64,
+    /// The minimal loop: the same WAL records, one write and one fsync per batch, into one
+    /// file (the limit).
     pub limit_batches_per_s: f64,
     /// `warpgrid_batches_per_s / limit_batches_per_s`: the bar's ratio.
     pub ratio: f64,
+    /// `growing_batches_per_s / limit_batches_per_s`.
     pub growing_ratio: f64,
+    /// The bar `ratio` is held to (at least 0.8).
     pub bar: f64,
+    /// Whether `ratio >= bar`.
     pub bar_met: bool,
+    /// Keys of the recovered table.
     pub recovery_keys: usize,
+    /// Seconds to reopen it from its log alone.
     pub recovery_from_wal_s: f64,
+    /// Seconds to reopen it from its snapshots, after a checkpoint.
     pub recovery_from_snapshots_s: f64,
 }
 
@@ -259,6 +283,7 @@ pub fn run(
     })
 }
 
+/// The report as the text `warpgrid bench` prints.
 pub fn render(r: &DurableReport) -> String {
     format!(
         "kv durable: {} batches of {} PUTs (u64 -> 8 B), fsync always, {} shards\n\

@@ -66,13 +66,17 @@ pub struct GraphBenchConfig {
     pub large_seeds: usize,
     /// Times the large-frontier spread runs per repeat (it is one spread; this steadies it).
     pub large_runs: usize,
+    /// Measured repeats, interleaved; figures are medians over them.
     pub repeats: usize,
+    /// Seed of the graph, its embeddings and the queries.
     pub seed: u64,
-    /// The recall-queue run: client threads, recalls each keeps in flight, the P95 target,
-    /// and recalls in all (the queries, cycled).
+    /// Client threads of the recall-queue run.
     pub queue_clients: usize,
+    /// Recalls each client keeps in flight.
     pub queue_window: usize,
+    /// The P95 latency the queue's batch sizer aims under.
     pub queue_target: Duration,
+    /// Recalls in all, the queries cycled.
     pub queue_recalls: usize,
 }
 
@@ -121,10 +125,15 @@ impl GraphBenchConfig {
 /// Latency percentiles of single recalls, in microseconds (medians over the repeats).
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
+    /// Median latency (µs).
     pub p50_us: f64,
+    /// 95th percentile latency (µs).
     pub p95_us: f64,
+    /// 99th percentile latency (µs).
     pub p99_us: f64,
+    /// Slowest recall (µs).
     pub max_us: f64,
+    /// Mean latency (µs).
     pub mean_us: f64,
     /// P95 of each repeat.
     pub p95_us_by_repeat: Vec<f64>,
@@ -133,23 +142,34 @@ pub struct Latency {
 /// Single recalls, one call per query, no budget.
 #[derive(Debug, Clone, Serialize)]
 pub struct SingleRecall {
+    /// The recall mode (`hybrid` by default).
     pub mode: &'static str,
+    /// Results per recall.
     pub k: usize,
+    /// Latency of one recall.
     pub latency: Latency,
+    /// Similarity seeds per recall, on average.
     pub mean_seeds: f64,
+    /// Hits per recall, on average.
     pub mean_hits: f64,
+    /// Hops per recall, on average.
     pub mean_hops: f64,
+    /// The bar: [`BAR_P95_US`].
     pub bar_p95_us: f64,
+    /// Whether the P95 is under the bar.
     pub bar_met: bool,
 }
 
 /// Single recalls with the default latency budget.
 #[derive(Debug, Clone, Serialize)]
 pub struct BudgetedRecall {
+    /// The latency budget of each recall (ms).
     pub budget_ms: f64,
+    /// Latency of one budgeted recall.
     pub latency: Latency,
     /// Partial results over all repeats.
     pub partial: usize,
+    /// Recalls run over all repeats.
     pub recalls: usize,
     /// Complete results, each checked equal to the unbudgeted result.
     pub complete_equal_unbudgeted: usize,
@@ -167,20 +187,29 @@ pub struct Phases {
 /// Recalls through the host's recall queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueRun {
+    /// Client threads.
     pub clients: usize,
     /// Recalls each client keeps in flight.
     pub window: usize,
+    /// The P95 target given to the queue (ms).
     pub target_p95_ms: f64,
+    /// Recalls completed.
     pub recalls: u64,
+    /// Wall time of the run (s).
     pub s: f64,
+    /// Recalls per second of wall time.
     pub recalls_per_s: f64,
     /// `recalls_per_s` over the single recalls' rate.
     pub vs_single: f64,
-    /// Submission to completion, from the queue's histogram.
+    /// Median latency, submission to completion, from the queue's histogram (µs).
     pub p50_us: f64,
+    /// 95th percentile latency, submission to completion (µs).
     pub p95_us: f64,
+    /// 99th percentile latency, submission to completion (µs).
     pub p99_us: f64,
+    /// Batches the queue ran.
     pub batches: u64,
+    /// Recalls per batch, on average.
     pub mean_batch: f64,
     /// The adaptive batch limit at the end of the run.
     pub final_batch_limit: usize,
@@ -191,9 +220,11 @@ pub struct QueueRun {
 /// Batched recall throughput for one batch size.
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchResult {
+    /// Recalls per batch.
     pub batch: usize,
     /// Seconds to run every query in batches of `batch`, per repeat.
     pub s: Vec<f64>,
+    /// Recalls per second (median over the repeats).
     pub recalls_per_s: f64,
     /// `recalls_per_s` over the single recalls' rate (1 / mean latency).
     pub vs_single: f64,
@@ -202,20 +233,26 @@ pub struct BatchResult {
 /// One system's spread timings in one case.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpreadSystem {
+    /// The system (`warpgrid` with its backend, `sequential`, `sprs csr`).
     pub system: &'static str,
+    /// Threads it ran on.
     pub threads: usize,
     /// Seconds for all the case's spreads, per repeat.
     pub s: Vec<f64>,
+    /// Microseconds per spread (median over the repeats).
     pub us_per_spread: f64,
     /// Hops this system evaluated over the case's spreads.
     pub hops: u64,
+    /// Microseconds per hop evaluated.
     pub us_per_hop: f64,
 }
 
 /// How far the sprs variant's activations are from warpgrid's (summed over the case).
 #[derive(Debug, Clone, Serialize)]
 pub struct SprsDiff {
+    /// Nodes warpgrid activated.
     pub activated_warpgrid: usize,
+    /// Nodes sprs activated.
     pub activated_sprs: usize,
     /// Nodes activated by one of the two only.
     pub activated_by_one_only: usize,
@@ -226,11 +263,17 @@ pub struct SprsDiff {
 /// One spreading case: every system runs the same seed lists.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpreadCase {
+    /// The case's name: `recall seeds` (small frontiers) or `spaced seeds` (one large one).
     pub case: &'static str,
+    /// Spreads run per repeat and system.
     pub spreads: usize,
+    /// Seeds per spread, on average.
     pub mean_seeds: f64,
+    /// Hops per spread on warpgrid, on average.
     pub mean_hops: f64,
+    /// Nodes activated per spread on warpgrid, on average.
     pub mean_activated: f64,
+    /// Each system's timings.
     pub systems: Vec<SpreadSystem>,
     /// Sequential time over warpgrid's (all threads).
     pub speedup_vs_sequential: f64,
@@ -239,48 +282,75 @@ pub struct SpreadCase {
     /// Every spread of the case gave the sequential reference's results: bit for bit on the
     /// CPU backend, within SPEC §0's tolerance on a GPU backend (`sequential_check` says which).
     pub sequential_equal: bool,
+    /// How `sequential_equal` was judged: `bit for bit` or `within 1e-5`.
     pub sequential_check: &'static str,
+    /// How far sprs's activations are from warpgrid's.
     pub sprs_diff: SprsDiff,
 }
 
 /// The latency predictor after the budgeted run (SPEC §2.3's metrics).
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictorReport {
+    /// Hops whose time was observed.
     pub hops_observed: u64,
+    /// Hops that had a prediction to score.
     pub predictions: u64,
+    /// Predictions within 20 % of the actual time.
     pub within_20_percent: u64,
+    /// `within_20_percent / predictions`.
     pub fraction_within_20_percent: f64,
+    /// The goal for that fraction ([`PREDICTOR_GOAL`]).
     pub goal: f64,
+    /// Whether the fraction reached the goal.
     pub goal_met: bool,
     /// Upper bounds 5 %, 10 %, 20 %, 50 %, 100 %, 200 %, then the rest.
     pub error_buckets: [u64; 7],
+    /// Recalls the budget stopped early.
     pub partial_stops: u64,
 }
 
+/// Everything the graph bench measured (`warpgrid bench`), as its JSON report holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GraphBenchReport {
+    /// Always `graph`.
     pub bench: &'static str,
+    /// Nodes of the bench graph.
     pub nodes: usize,
+    /// Directed edges of the bench graph.
     pub edges: usize,
+    /// Links per new node of the Barabási–Albert generator.
     pub m: usize,
+    /// Embedding dimension.
     pub dim: usize,
+    /// Queries recalled.
     pub queries: usize,
+    /// Per-component noise of the queries.
     pub noise: f32,
+    /// Measured repeats.
     pub repeats: usize,
+    /// The device, as [`Device::describe`] gives it.
     pub device: String,
+    /// Threads of the rayon pool.
     pub threads: usize,
     /// H of every spread (SPEC §2.2's default, 4).
     pub max_hops: u32,
     /// Building the graph and the queries (not part of any figure).
     pub build_s: f64,
+    /// Single recalls without budget.
     pub single: SingleRecall,
+    /// Single recalls with the default budget.
     pub budgeted: BudgetedRecall,
+    /// Where a single recall's time goes.
     pub phases: Phases,
+    /// Batched recall throughput, per batch size.
     pub batched: Vec<BatchResult>,
     /// Every batched result equals the single result of its query.
     pub batch_equal_single: bool,
+    /// The spreading cases.
     pub spread: Vec<SpreadCase>,
+    /// The latency predictor after the budgeted run.
     pub predictor: PredictorReport,
+    /// Recalls through the recall queue.
     pub queue: QueueRun,
 }
 
@@ -378,6 +448,7 @@ pub struct SequentialSpread {
 }
 
 impl SequentialSpread {
+    /// Empty buffers; they grow to the graph's size on the first spread.
     pub fn new() -> Self {
         Self::default()
     }

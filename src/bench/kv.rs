@@ -21,9 +21,13 @@ use crate::{Batch, BatchResults, Device, Outcome, Table, TableConfig};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct KvBenchConfig {
+    /// Keys put then got (uniform random u64, 8-byte values).
     pub keys: usize,
+    /// Shards of warpgrid's table.
     pub shards: u32,
+    /// Measured repeats, the systems interleaved; figures are medians.
     pub repeats: usize,
+    /// Seed of the keys.
     pub seed: u64,
 }
 
@@ -51,36 +55,59 @@ impl KvBenchConfig {
 /// One system's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemResult {
+    /// The system (`warpgrid` with its backend, `hashbrown`, `dashmap`).
     pub system: &'static str,
+    /// Threads it ran on.
     pub threads: usize,
+    /// Seconds of the PUT phase, per repeat.
     pub put_s: Vec<f64>,
+    /// Seconds of the GET phase, per repeat.
     pub get_s: Vec<f64>,
+    /// Million PUTs per second (median repeat).
     pub put_mops: f64,
+    /// Million GETs per second (median repeat).
     pub get_mops: f64,
+    /// Million operations per second over both phases (median times).
     pub total_mops: f64,
 }
 
 /// A ratio of warpgrid to one peer, and the bar it is held to.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratio {
+    /// The peer (`hashbrown` or `dashmap`).
     pub peer: &'static str,
+    /// warpgrid's PUT rate over the peer's.
     pub put: f64,
+    /// warpgrid's GET rate over the peer's.
     pub get: f64,
+    /// warpgrid's rate over both phases over the peer's; the figure held to the bar.
     pub total: f64,
+    /// The bar: 1.5 against hashbrown, 2.0 against DashMap.
     pub bar: f64,
+    /// Whether `total >= bar`.
     pub met: bool,
 }
 
+/// Everything the table bench measured (`warpgrid bench`), as its JSON report holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KvReport {
+    /// Always `kv`.
     pub bench: &'static str,
+    /// Keys put then got.
     pub keys: usize,
+    /// Bytes per value (8).
     pub value_bytes: usize,
+    /// Shards of warpgrid's table.
     pub shards: u32,
+    /// Measured repeats.
     pub repeats: usize,
+    /// The device, as [`Device::describe`] gives it.
     pub device: String,
+    /// Seconds to build warpgrid's PUT and GET batches (not part of its timing).
     pub batch_build_s: f64,
+    /// Per system: warpgrid, hashbrown, DashMap.
     pub systems: Vec<SystemResult>,
+    /// warpgrid against each peer.
     pub ratios: Vec<Ratio>,
 }
 

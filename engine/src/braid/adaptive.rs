@@ -22,6 +22,8 @@ pub struct IntervalControl {
 }
 
 impl IntervalControl {
+    /// Starts at `interval`; with `adaptive` false the interval never changes, otherwise it
+    /// stays within `min..=max`. The window starts empty.
     pub fn new(interval: u32, adaptive: bool, min: u32, max: u32) -> IntervalControl {
         IntervalControl {
             interval,
@@ -33,6 +35,7 @@ impl IntervalControl {
         }
     }
 
+    /// The current interval, in instants.
     pub fn interval(&self) -> u32 {
         self.interval
     }

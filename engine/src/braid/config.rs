@@ -13,21 +13,40 @@ pub enum ProcessesBuilder {
     #[default]
     All,
     /// For each cell in id order, a process if `(next() >> 11) as f64 * 2^-53 < p`.
-    Fraction { p: f64, seed: u64 },
+    Fraction {
+        /// Probability that a cell gets a process, in [0, 1].
+        p: f64,
+        /// Seed of the splitmix64 stream drawn from.
+        seed: u64,
+    },
     /// Processes on the listed cells (`[x, y, z]`, coordinates wrap; duplicates are one).
-    List { cells: Vec<[i64; 3]> },
+    List {
+        /// Cell coordinates `[x, y, z]`.
+        cells: Vec<[i64; 3]>,
+    },
 }
 
 /// Which edges exist, created in the order given (SPEC §3.3 `edges`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum EdgesBuilder {
     /// For each cell in id order, edges to (x+1,y,z), (x,y+1,z), (x,y,z+1), wrapped.
-    Neighbors { delay: u32 },
+    Neighbors {
+        /// Delay of every edge, in instants (1..=`max_delay`).
+        delay: u32,
+    },
     /// For each cell in id order, `per_cell` times: `to = next() % cells`,
     /// `delay = 1 + next() % max_delay`.
-    Random { per_cell: u32, seed: u64 },
+    Random {
+        /// Out-edges drawn per cell.
+        per_cell: u32,
+        /// Seed of the splitmix64 stream drawn from.
+        seed: u64,
+    },
     /// `[x1, y1, z1, x2, y2, z2, delay]` each; coordinates wrap.
-    List { edges: Vec<[i64; 7]> },
+    List {
+        /// Edges as `[x1, y1, z1, x2, y2, z2, delay]`, from cell 1 to cell 2.
+        edges: Vec<[i64; 7]>,
+    },
 }
 
 impl Default for EdgesBuilder {
@@ -45,9 +64,20 @@ pub enum InjectBuilder {
     None,
     /// `count` times: `dst = next() % cells`, `src = next() % cells`,
     /// `payload = (next() % 513) as i32 - 256`, all at instant `at`.
-    Random { count: u64, seed: u64, at: u64 },
+    Random {
+        /// Number of events injected.
+        count: u64,
+        /// Seed of the splitmix64 stream drawn from.
+        seed: u64,
+        /// Instant every event is pending at.
+        at: u64,
+    },
     /// `[x, y, z, sx, sy, sz, payload, at]` each; coordinates wrap.
-    List { events: Vec<[i64; 8]> },
+    List {
+        /// Events as `[x, y, z, sx, sy, sz, payload, at]`: destination cell, source cell,
+        /// payload and instant.
+        events: Vec<[i64; 8]>,
+    },
 }
 
 /// Settings of one torus: the lattice, its capacities and its workload builders.
@@ -59,17 +89,26 @@ pub struct TorusConfig {
     pub max_delay: u32,
     /// Most events pending at once, 1..=2^28 (default 2^20).
     pub max_pending: u64,
+    /// Which cells run a process.
     pub processes: ProcessesBuilder,
+    /// Which edges exist and their delays.
     pub edges: EdgesBuilder,
+    /// Which events are pending at instant 0 (or the instants they name).
     pub inject: InjectBuilder,
 }
 
 impl TorusConfig {
+    /// Default [`dims`](TorusConfig::dims): 32³ cells.
     pub const DEFAULT_DIMS: [u32; 3] = [32, 32, 32];
+    /// Default [`max_delay`](TorusConfig::max_delay), in instants.
     pub const DEFAULT_MAX_DELAY: u32 = 64;
+    /// Default [`max_pending`](TorusConfig::max_pending), in events.
     pub const DEFAULT_MAX_PENDING: u64 = 1 << 20;
+    /// Largest extent of one dimension.
     pub const MAX_DIM: u32 = 1024;
+    /// Most cells a torus may have (`X·Y·Z`).
     pub const MAX_CELLS: u64 = 1 << 24;
+    /// Upper bound of [`max_delay`](TorusConfig::max_delay), in instants.
     pub const MAX_MAX_DELAY: u32 = 1024;
     /// Upper bound of `max_pending` (memory: 12 bytes an event, plus emission buffers).
     pub const MAX_MAX_PENDING: u64 = 1 << 28;
@@ -100,26 +139,31 @@ impl TorusConfig {
         }
     }
 
+    /// Sets [`max_delay`](TorusConfig::max_delay).
     pub fn with_max_delay(mut self, max_delay: u32) -> Self {
         self.max_delay = max_delay;
         self
     }
 
+    /// Sets [`max_pending`](TorusConfig::max_pending).
     pub fn with_max_pending(mut self, max_pending: u64) -> Self {
         self.max_pending = max_pending;
         self
     }
 
+    /// Sets [`processes`](TorusConfig::processes).
     pub fn with_processes(mut self, processes: ProcessesBuilder) -> Self {
         self.processes = processes;
         self
     }
 
+    /// Sets [`edges`](TorusConfig::edges).
     pub fn with_edges(mut self, edges: EdgesBuilder) -> Self {
         self.edges = edges;
         self
     }
 
+    /// Sets [`inject`](TorusConfig::inject).
     pub fn with_inject(mut self, inject: InjectBuilder) -> Self {
         self.inject = inject;
         self
@@ -295,6 +339,7 @@ impl Default for TorusConfig {
 /// builder with `seed + i`), the number of tori and the exchange (SPEC §3.2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BraidConfig {
+    /// Settings of every torus (random builders seeded per torus, see above).
     pub torus: TorusConfig,
     /// Number of tori, 1..=64 (default 3).
     pub tori: u32,
@@ -305,8 +350,9 @@ pub struct BraidConfig {
     pub interval: u32,
     /// Adapt the interval to the violation rate (default true).
     pub adaptive: bool,
-    /// Bounds of the adaptive interval (defaults 100 and 10000).
+    /// Smallest adaptive interval, in instants (default 100; at least 1).
     pub min_interval: u32,
+    /// Largest adaptive interval, in instants (default 10000; at least `min_interval`).
     pub max_interval: u32,
     /// Largest face difference that is not a boundary violation (default 10).
     pub tol_boundary: u32,
@@ -315,13 +361,21 @@ pub struct BraidConfig {
 }
 
 impl BraidConfig {
+    /// Default [`tori`](BraidConfig::tori).
     pub const DEFAULT_TORI: u32 = 3;
+    /// Upper bound of [`tori`](BraidConfig::tori).
     pub const MAX_TORI: u32 = 64;
+    /// Default [`instants`](BraidConfig::instants).
     pub const DEFAULT_INSTANTS: u32 = 10_000;
+    /// Default [`interval`](BraidConfig::interval), in instants.
     pub const DEFAULT_INTERVAL: u32 = 1000;
+    /// Default [`min_interval`](BraidConfig::min_interval), in instants.
     pub const DEFAULT_MIN_INTERVAL: u32 = 100;
+    /// Default [`max_interval`](BraidConfig::max_interval), in instants.
     pub const DEFAULT_MAX_INTERVAL: u32 = 10_000;
+    /// Default [`tol_boundary`](BraidConfig::tol_boundary).
     pub const DEFAULT_TOL_BOUNDARY: u32 = 10;
+    /// Default [`tol_events`](BraidConfig::tol_events), a fraction.
     pub const DEFAULT_TOL_EVENTS: f64 = 0.10;
 
     /// The defaults of SPEC §3.2 around the given torus settings.
@@ -339,11 +393,13 @@ impl BraidConfig {
         }
     }
 
+    /// Sets [`tori`](BraidConfig::tori).
     pub fn with_tori(mut self, tori: u32) -> Self {
         self.tori = tori;
         self
     }
 
+    /// Sets [`instants`](BraidConfig::instants).
     pub fn with_instants(mut self, instants: u32) -> Self {
         self.instants = instants;
         self
@@ -365,6 +421,8 @@ impl BraidConfig {
         self
     }
 
+    /// Sets [`tol_boundary`](BraidConfig::tol_boundary) and
+    /// [`tol_events`](BraidConfig::tol_events).
     pub fn with_tolerances(mut self, tol_boundary: u32, tol_events: f64) -> Self {
         self.tol_boundary = tol_boundary;
         self.tol_events = tol_events;

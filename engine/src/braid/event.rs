@@ -8,9 +8,13 @@
 /// then `src`, then `payload` as a signed integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Event {
+    /// The instant the event is processed at.
     pub t: u32,
+    /// Destination cell id.
     pub dst: u32,
+    /// Source cell id.
     pub src: u32,
+    /// The value delivered to the destination's process.
     pub payload: i32,
 }
 

@@ -6,13 +6,17 @@
 pub struct Fnv1a(u64);
 
 impl Fnv1a {
+    /// The FNV-1a 64 offset basis: the hash of no bytes.
     pub const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    /// The FNV-1a 64 prime.
     pub const PRIME: u64 = 0x0000_0100_0000_01b3;
 
+    /// A hasher that has seen no bytes.
     pub fn new() -> Fnv1a {
         Fnv1a(Self::OFFSET_BASIS)
     }
 
+    /// Feeds `bytes`, in order.
     #[inline]
     pub fn bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -21,16 +25,19 @@ impl Fnv1a {
         }
     }
 
+    /// Feeds `v` as 4 little-endian bytes.
     #[inline]
     pub fn u32(&mut self, v: u32) {
         self.bytes(&v.to_le_bytes());
     }
 
+    /// Feeds `v` as 4 little-endian bytes (two's complement).
     #[inline]
     pub fn i32(&mut self, v: i32) {
         self.bytes(&v.to_le_bytes());
     }
 
+    /// The hash of everything fed so far (the hasher can keep going).
     pub fn finish(&self) -> u64 {
         self.0
     }

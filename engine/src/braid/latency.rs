@@ -16,6 +16,7 @@ pub struct LatencyHistogram {
 }
 
 impl LatencyHistogram {
+    /// An empty histogram (its buckets are allocated once, here).
     pub fn new() -> LatencyHistogram {
         LatencyHistogram {
             counts: vec![0; BUCKETS],
@@ -45,6 +46,7 @@ impl LatencyHistogram {
         lo + ((1u64 << (exp - SUB_BITS)) - 1)
     }
 
+    /// Records one latency of `ns` nanoseconds.
     pub fn record(&mut self, ns: u64) {
         self.counts[Self::index(ns)] += 1;
         self.count += 1;
@@ -62,18 +64,22 @@ impl LatencyHistogram {
         self.max_ns = self.max_ns.max(other.max_ns);
     }
 
+    /// Number of values recorded.
     pub fn count(&self) -> u64 {
         self.count
     }
 
+    /// Sum of the values recorded (ns).
     pub fn sum_ns(&self) -> u128 {
         self.sum_ns
     }
 
+    /// Largest value recorded (ns; 0 when empty).
     pub fn max_ns(&self) -> u64 {
         self.max_ns
     }
 
+    /// Mean of the values recorded (ns; 0 when empty).
     pub fn mean_ns(&self) -> f64 {
         if self.count == 0 {
             0.0

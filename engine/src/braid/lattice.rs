@@ -3,7 +3,9 @@
 /// A 3-D toroidal lattice of `X·Y·Z` cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lattice {
+    /// Extents `(X, Y, Z)`.
     pub dims: [u32; 3],
+    /// Number of cells, `X·Y·Z`.
     pub cells: u32,
 }
 

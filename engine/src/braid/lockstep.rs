@@ -153,6 +153,7 @@ impl Braid {
         }
     }
 
+    /// The settings the braid was built with.
     pub fn config(&self) -> &BraidConfig {
         &self.config
     }
@@ -162,6 +163,7 @@ impl Braid {
         self.now
     }
 
+    /// The current exchange interval, in instants.
     pub fn interval(&self) -> u32 {
         self.control.interval()
     }
@@ -171,6 +173,7 @@ impl Braid {
         self.last_exchange
     }
 
+    /// The tori, in index order.
     pub fn tori(&self) -> &[Torus] {
         &self.tori
     }

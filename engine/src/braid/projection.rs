@@ -16,19 +16,25 @@ pub const CRITICAL_BOUNDARY_VIOLATIONS: u32 = 10;
 /// little-endian, `events_processed` as a wrapping u32.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Projection {
+    /// Index of the sending torus in the braid.
     pub torus: u32,
+    /// The sender's clock: the first instant it has not processed.
     pub now: u32,
     /// Kept as u64 (SPEC §3.2: event counters are u64); hashed as its low 32 bits. The global
     /// violation compares the u64 counts.
     pub events_processed: u64,
+    /// Events pending at the sender (at most `max_pending` <= 2^28, so it fits).
     pub pending: u32,
+    /// Number of processes of the sender.
     pub processes: u32,
+    /// Number of edges of the sender.
     pub edges: u32,
     /// `face[y·Z + z]` = acc of the process at `(0, y, z)`, 0 if none.
     pub face: Vec<i32>,
     /// \[0\] events_processed mod 2^31, \[1\] processes, \[2\] edges, \[3\] now, \[4\] pending,
     /// \[5\] wrapping sum of all acc, the rest 0.
     pub constraints: [i32; CONSTRAINTS],
+    /// FNV-1a 64 of the fields above ([`Projection::compute_hash`]).
     pub hash: u64,
 }
 
@@ -199,10 +205,14 @@ pub struct Application {
     pub sender: u32,
     /// The hash verified; when false the projection was ignored.
     pub hash_ok: bool,
+    /// Face cells whose projected acc differed from the receiver's by more than `tol_boundary`
+    /// (each got a corrective event, or had it dropped).
     pub boundary_violations: u32,
-    /// Corrective events injected / dropped at `max_pending`.
+    /// Corrective events injected into the receiver.
     pub corrective_events: u32,
+    /// Corrective events dropped because the receiver was at `max_pending`.
     pub corrective_dropped: u32,
+    /// The event counts differed by more than `tol_events` (relative).
     pub global_violation: bool,
 }
 

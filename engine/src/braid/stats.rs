@@ -8,23 +8,34 @@ use super::torus::TorusStats;
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LatencyStats {
     /// Instants processed, counted per torus (an instant where two tori had events counts
-    /// twice), and the events they processed.
+    /// twice).
     pub instants: u64,
+    /// Events processed in those instants, all tori together.
     pub events: u64,
-    /// Processing latency of one instant on one torus (ns).
+    /// Median processing latency of one instant on one torus (ns).
     pub instant_p50_ns: u64,
+    /// 95th percentile of the instant latency (ns).
     pub instant_p95_ns: u64,
+    /// 99th percentile of the instant latency (ns).
     pub instant_p99_ns: u64,
+    /// Longest instant (ns).
     pub instant_max_ns: u64,
-    /// Wall time the braid spent processing (tori in parallel) per event, and its inverse.
+    /// Wall time the braid spent processing (tori in parallel) per event (ns; 0 with no
+    /// event).
     pub ns_per_event: f64,
+    /// Events processed per second of that wall time (0 when no time was measured).
     pub events_per_sec: f64,
-    /// Exchange latency (ns).
+    /// Exchanges timed.
     pub exchanges: u64,
+    /// Median latency of one exchange (ns).
     pub exchange_p50_ns: u64,
+    /// 95th percentile of the exchange latency (ns).
     pub exchange_p95_ns: u64,
+    /// 99th percentile of the exchange latency (ns).
     pub exchange_p99_ns: u64,
+    /// Longest exchange (ns).
     pub exchange_max_ns: u64,
+    /// Mean exchange latency (ns).
     pub exchange_mean_ns: f64,
 }
 
@@ -71,20 +82,27 @@ pub struct BraidStats {
     pub now: u32,
     /// The current interval.
     pub interval: u32,
+    /// Exchanges done so far.
     pub exchanges: u64,
+    /// Face cells whose projected value differed from the receiver's by more than
+    /// `tol_boundary`, over all applied projections.
     pub boundary_violations: u64,
+    /// Applied projections whose relative event-count difference exceeded `tol_events`.
     pub global_violations: u64,
     /// Projections whose hash did not verify (each is a violation and was ignored).
     pub hash_mismatches: u64,
-    /// Corrective events injected, and those dropped at `max_pending` (also counted in the
-    /// receiver's `events_dropped`).
+    /// Corrective events injected.
     pub corrective_events: u64,
+    /// Corrective events dropped at `max_pending` (also counted in the receiver's
+    /// `events_dropped`).
     pub corrective_dropped: u64,
     /// Critical applications.
     pub critical: u64,
     /// The starting interval, then the interval after each exchange.
     pub interval_history: Vec<u32>,
+    /// Disturbances (violating exchanges) and how many exchanges each took to clear.
     pub convergence: Convergence,
+    /// Timing of instants and exchanges.
     pub latency: LatencyStats,
     /// Per torus: counters, processes, edges and digest.
     pub tori: Vec<TorusStats>,

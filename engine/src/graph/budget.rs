@@ -15,6 +15,7 @@ use super::spread::{HopGate, HopMethod, HopPlan};
 
 /// A monotonic clock: time since an arbitrary origin.
 pub trait Clock: Send + Sync {
+    /// Time elapsed since the clock's origin.
     fn now(&self) -> Duration;
 }
 
@@ -25,6 +26,7 @@ pub struct SystemClock {
 }
 
 impl SystemClock {
+    /// A clock whose origin is now.
     pub fn new() -> SystemClock {
         SystemClock {
             origin: Instant::now(),
@@ -65,10 +67,12 @@ impl ManualClock {
         c
     }
 
+    /// Sets the time of the next reading to `t` (even if earlier than the last reading).
     pub fn set(&self, t: Duration) {
         self.nanos.store(duration_nanos(t), Ordering::Relaxed);
     }
 
+    /// Moves the time forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.nanos.fetch_add(duration_nanos(by), Ordering::Relaxed);
     }
@@ -203,6 +207,8 @@ pub struct LatencyPredictor {
 }
 
 impl LatencyPredictor {
+    /// A predictor that has seen no hop: it predicts nothing until it has seen three hops of
+    /// a method.
     pub fn new() -> LatencyPredictor {
         LatencyPredictor::default()
     }
@@ -254,6 +260,7 @@ impl LatencyPredictor {
         self.last_error
     }
 
+    /// Prediction counters: how many were scored, how close they were, partial stops.
     pub fn stats(&self) -> &PredictorStats {
         &self.stats
     }

@@ -27,6 +27,7 @@ pub struct GraphBuilder {
 }
 
 impl GraphBuilder {
+    /// An empty graph of the given settings (nodes, edges and embeddings are added next).
     pub fn new(config: GraphConfig) -> GraphBuilder {
         GraphBuilder {
             config,
@@ -58,6 +59,7 @@ impl GraphBuilder {
         self
     }
 
+    /// Nodes added so far; the next node gets this id.
     pub fn node_count(&self) -> usize {
         self.kinds.len()
     }

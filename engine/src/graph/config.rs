@@ -7,7 +7,9 @@ use super::error::GraphError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum NodeKind {
+    /// A concept node (`concept` in `nodes.tsv`; WordNet nouns and verbs).
     Concept = 0,
+    /// An episode node (`episode` in `nodes.tsv`; WordNet adjectives and adverbs).
     Episode = 1,
 }
 

@@ -12,9 +12,11 @@ pub enum GraphError {
     /// Opening, reading or writing a file failed.
     #[error("{}: {action}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
         /// What was being done (`"open"`, `"read"`, `"write"`, `"rename"`).
         action: &'static str,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -22,16 +24,23 @@ pub enum GraphError {
     /// comments and blanks included; `line` is 0 when the problem is the file as a whole.
     #[error("{}:{line}: field {field}: {reason}", path.display())]
     Line {
+        /// The text file.
         path: PathBuf,
+        /// Line number, from 1 (0: the file as a whole).
         line: u64,
+        /// The column or part of the line at fault (`kind`, `weight`, ...).
         field: &'static str,
+        /// The expected and the actual value.
         reason: String,
     },
     /// A bad `.npy` file (header, dtype, shape or data).
     #[error("{}: npy field {field}: {reason}", path.display())]
     Npy {
+        /// The `.npy` file.
         path: PathBuf,
+        /// The header key or part at fault (`descr`, `shape`, `data`, ...).
         field: &'static str,
+        /// The expected and the actual value.
         reason: String,
     },
     /// A file ended before the named section was complete.
@@ -41,9 +50,13 @@ pub enum GraphError {
         path.display()
     )]
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// The section being read.
         section: &'static str,
+        /// Bytes the section needed.
         needed: u64,
+        /// Bytes left in the file.
         available: u64,
     },
     /// A stored checksum does not match the bytes read.
@@ -53,31 +66,53 @@ pub enum GraphError {
         path.display()
     )]
     Checksum {
+        /// The file.
         path: PathBuf,
+        /// The section whose checksum failed.
         section: &'static str,
+        /// The checksum stored in the file.
         expected: u32,
+        /// The checksum of the bytes read.
         actual: u32,
     },
     /// A `.wgraph` header or section whose content is invalid (magic, version, counts).
     #[error("{}: wgraph field {field}: {reason}", path.display())]
     Format {
+        /// The `.wgraph` file.
         path: PathBuf,
+        /// The header field or section at fault.
         field: &'static str,
+        /// The expected and the actual value.
         reason: String,
     },
     /// A graph built from parts in memory (no file) that breaks a rule of SPEC §2.1.
     #[error("invalid graph: {field}: {reason}")]
-    InvalidGraph { field: &'static str, reason: String },
+    InvalidGraph {
+        /// The part at fault (`nodes`, `edges`, `embeddings`, `labels`).
+        field: &'static str,
+        /// The rule broken, with the expected and the actual value.
+        reason: String,
+    },
     /// A parameter of spread or recall outside its range (the CLI flag is named in `field`).
     #[error("invalid argument {field}: {reason}")]
-    InvalidArgument { field: &'static str, reason: String },
+    InvalidArgument {
+        /// The CLI flag of the parameter (`--max-hops`, `--k`, ...).
+        field: &'static str,
+        /// The expected range and the value given.
+        reason: String,
+    },
     /// The device failed the operation (wgpu or CUDA: validation, out of memory, lost
     /// device, a buffer over the adapter's limits). Nothing is left half-done in the graph.
     #[error("{0}")]
     Device(String),
     /// A recall query that cannot be used (`index` is its row in the batch).
     #[error("invalid query {index}: {reason}")]
-    InvalidQuery { index: usize, reason: String },
+    InvalidQuery {
+        /// Row of the query in the batch, from 0.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl GraphError {

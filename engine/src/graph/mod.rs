@@ -197,6 +197,7 @@ impl Graph {
         &self.config
     }
 
+    /// Number of nodes; ids are `0..node_count()`.
     pub fn node_count(&self) -> usize {
         self.kinds.len()
     }

@@ -26,6 +26,7 @@ pub enum NpyDtype {
 }
 
 impl NpyDtype {
+    /// The `descr` of the `.npy` header for this dtype.
     pub fn descr(self) -> &'static str {
         match self {
             NpyDtype::F32 => "<f4",
@@ -44,7 +45,9 @@ impl NpyDtype {
 /// A 2-d array of finite values, row-major, widened to f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyMatrix {
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns (values per row).
     pub cols: usize,
     /// The dtype of the file it was read from.
     pub dtype: NpyDtype,

@@ -13,11 +13,14 @@ pub const MAX_K: usize = 1000;
 /// One spreading seed: a node and its initial activation `a0` in (0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seed {
+    /// The seed's node id.
     pub node: u32,
+    /// Initial activation, in (0, 1].
     pub a0: f32,
 }
 
 impl Seed {
+    /// A seed on `node` with activation `a0` (checked when the spread runs).
     pub fn new(node: u32, a0: f32) -> Seed {
         Seed { node, a0 }
     }
@@ -33,11 +36,20 @@ impl Seed {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decay {
     /// `exp(-rate · k)` (`--decay exp:R`, default rate 0.7).
-    Exponential { rate: f64 },
+    Exponential {
+        /// Decay rate per hop, finite and >= 0.
+        rate: f64,
+    },
     /// `(k + 1)^(-exponent)` (`--decay power:E`).
-    Power { exponent: f64 },
+    Power {
+        /// Exponent, finite and >= 0.
+        exponent: f64,
+    },
     /// `max(0, 1 - slope · k)` (`--decay linear:S`).
-    Linear { slope: f64 },
+    Linear {
+        /// Decrease per hop, finite and >= 0.
+        slope: f64,
+    },
 }
 
 impl Default for Decay {
@@ -78,12 +90,16 @@ impl Decay {
 /// The tier of a hop: hop 0 Hot, hops 1–2 Warm, hop >= 3 Cold (SPEC §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
+    /// Hop 0 (the seeds).
     Hot = 0,
+    /// Hops 1 and 2.
     Warm = 1,
+    /// Hops 3 and beyond.
     Cold = 2,
 }
 
 impl Tier {
+    /// The tier of hop `k`.
     #[inline]
     pub fn of_hop(k: u32) -> Tier {
         match k {
@@ -112,6 +128,7 @@ pub enum Evaluation {
 pub struct SpreadParams {
     /// H, 1..=32 (default 4).
     pub max_hops: u32,
+    /// `D(k)`, the decay applied at hop k (default exponential, rate 0.7).
     pub decay: Decay,
     /// θ(Hot), θ(Warm), θ(Cold) (default 0.01, 0.05, 0.1), compared as f32.
     pub thresholds: [f32; 3],
@@ -137,6 +154,10 @@ impl Default for SpreadParams {
 }
 
 impl SpreadParams {
+    /// Checks every field against its range.
+    ///
+    /// # Errors
+    /// [`GraphError::InvalidArgument`] naming the CLI flag of the first field out of range.
     pub fn validate(&self) -> Result<(), GraphError> {
         if !(1..=MAX_HOPS).contains(&self.max_hops) {
             return Err(GraphError::argument(
@@ -220,6 +241,7 @@ pub enum RecallMode {
 }
 
 impl RecallMode {
+    /// The `--mode` spelling (inverse of [`parse`](RecallMode::parse)).
     pub fn name(self) -> &'static str {
         match self {
             RecallMode::Similarity => "similarity",
@@ -250,6 +272,7 @@ pub struct RecallParams {
     pub sim_threshold: f32,
     /// T (default 0.5), > 0.
     pub temperature: f32,
+    /// Which scores the recall returns (default hybrid).
     pub mode: RecallMode,
     /// Hits with confidence below this are dropped (default 0.1).
     pub min_confidence: f32,
@@ -275,6 +298,10 @@ impl Default for RecallParams {
 }
 
 impl RecallParams {
+    /// Checks every field (and the spread parameters) against its range.
+    ///
+    /// # Errors
+    /// [`GraphError::InvalidArgument`] naming the CLI flag of the first field out of range.
     pub fn validate(&self) -> Result<(), GraphError> {
         if !(1..=MAX_K).contains(&self.k) {
             return Err(GraphError::argument(

@@ -13,8 +13,11 @@ use super::spread::{Scratch, UNSET};
 /// One activated node of a spread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpreadHit {
+    /// The node id.
     pub node: u32,
+    /// The node's label, if it has one.
     pub label: Option<Arc<str>>,
+    /// Final activation, in (0, 1].
     pub activation: f32,
     /// `activation · factor(tier(first_hop))`.
     pub confidence: f32,
@@ -25,6 +28,7 @@ pub struct SpreadHit {
 /// Every node with activation > 0, by activation descending then node ascending.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpreadResult {
+    /// The activated nodes, in that order.
     pub hits: Vec<SpreadHit>,
     /// The last hop evaluated (the all-zero hop that stopped the spread counts).
     pub hops_done: u32,
@@ -33,19 +37,27 @@ pub struct SpreadResult {
 /// One hit of a recall.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecallHit {
+    /// The node id.
     pub node: u32,
+    /// The node's label, if it has one.
     pub label: Option<Arc<str>>,
+    /// The ranking score: sim in similarity mode, `activation · confidence` in spreading mode,
+    /// and for a seed in hybrid mode the mean of that and its sim.
     pub score: f32,
+    /// Final activation in (0, 1] (a0 in similarity mode).
     pub activation: f32,
+    /// `activation · factor(tier(first_hop))` (a0 in similarity mode).
     pub confidence: f32,
     /// The similarity of a seed; `None` for a node reached only by spreading.
     pub sim: Option<f32>,
+    /// The hop at which the node first received activation (0 for seeds).
     pub first_hop: u32,
 }
 
 /// The hits of one recall, by score descending then node ascending, at most `k`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecallResult {
+    /// The hits, in that order.
     pub hits: Vec<RecallHit>,
     /// The latency budget stopped the spread before a hop.
     pub partial: bool,

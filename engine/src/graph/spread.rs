@@ -35,6 +35,7 @@ const PUSH_FRACTION: u64 = 8;
 pub struct HopPlan {
     /// The hop, 1..=H.
     pub hop: u32,
+    /// Push or pull.
     pub method: HopMethod,
     /// Edge-lanes the method reads: push, the frontier's out-edges × lanes; pull, all
     /// edges × lanes.
@@ -46,7 +47,9 @@ pub struct HopPlan {
 /// The two evaluation methods of a hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HopMethod {
+    /// Push: each frontier node adds its contribution to its out-neighbours.
     Push,
+    /// Pull: each node sums its in-neighbours' contributions over the transpose.
     Pull,
 }
 

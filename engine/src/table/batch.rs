@@ -13,11 +13,17 @@ use crate::table::route::{EMPTY_KEY, TOMBSTONE_KEY};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum OpCode {
+    /// Upsert a key with a value of the table's size.
     Put = 0,
+    /// Read a key's value.
     Get = 1,
+    /// Remove a key and every link it has.
     Delete = 2,
+    /// Create or update the symmetric link between two keys.
     Link = 3,
+    /// Remove the link between two keys, if any.
     Unlink = 4,
+    /// Read a key's value and its strongest partners.
     GetRelated = 5,
 }
 
@@ -121,11 +127,13 @@ impl Batch {
         Ok(())
     }
 
+    /// Read the value of `key`.
     pub fn get(&mut self, key: u64) -> Result<(), TableError> {
         check_key(key)?;
         self.push(OpCode::Get, key, 0)
     }
 
+    /// Remove `key` and its links.
     pub fn delete(&mut self, key: u64) -> Result<(), TableError> {
         check_key(key)?;
         self.push(OpCode::Delete, key, 0)
@@ -152,6 +160,7 @@ impl Batch {
         )
     }
 
+    /// Remove the link between `a` and `b` (either order); a missing link is not an error.
     pub fn unlink(&mut self, a: u64, b: u64) -> Result<(), TableError> {
         check_pair(a, b)?;
         self.push_aux(
@@ -221,6 +230,7 @@ impl Batch {
         Ok(())
     }
 
+    /// Removes every operation, keeping the buffers' capacity for reuse.
     pub fn clear(&mut self) {
         self.codes.clear();
         self.keys.clear();
@@ -229,26 +239,32 @@ impl Batch {
         self.aux.clear();
     }
 
+    /// Number of operations in the batch.
     pub fn len(&self) -> usize {
         self.codes.len()
     }
 
+    /// Whether the batch holds no operation.
     pub fn is_empty(&self) -> bool {
         self.codes.is_empty()
     }
 
+    /// Bytes per value of the table this batch is for.
     pub fn value_bytes(&self) -> usize {
         self.value_bytes
     }
 
+    /// Bytes per value in 32-bit words.
     pub fn value_words(&self) -> usize {
         self.value_bytes / 4
     }
 
+    /// The operation codes, one per operation, in batch order.
     pub fn codes(&self) -> &[OpCode] {
         &self.codes
     }
 
+    /// The keys, one per operation (a link's or unlink's first key), in batch order.
     pub fn keys(&self) -> &[u64] {
         &self.keys
     }

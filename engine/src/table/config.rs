@@ -19,12 +19,17 @@ pub struct TableConfig {
 }
 
 impl TableConfig {
+    /// Default [`shards`](TableConfig::shards).
     pub const DEFAULT_SHARDS: u32 = 24;
+    /// Default [`value_bytes`](TableConfig::value_bytes).
     pub const DEFAULT_VALUE_BYTES: u32 = 8;
+    /// Default [`max_load`](TableConfig::max_load).
     pub const DEFAULT_MAX_LOAD: f64 = 0.8;
     /// Largest capacity hint (2^40 keys): keeps every size computation far from overflow.
     pub const MAX_CAPACITY: u64 = 1 << 40;
 
+    /// Settings for a table called `name`, with every other field at its default (capacity 0:
+    /// shards start at their minimum size and grow).
     pub fn new(name: impl Into<String>) -> TableConfig {
         TableConfig {
             name: name.into(),
@@ -35,21 +40,25 @@ impl TableConfig {
         }
     }
 
+    /// Sets [`shards`](TableConfig::shards).
     pub fn with_shards(mut self, shards: u32) -> Self {
         self.shards = shards;
         self
     }
 
+    /// Sets [`value_bytes`](TableConfig::value_bytes).
     pub fn with_value_bytes(mut self, value_bytes: u32) -> Self {
         self.value_bytes = value_bytes;
         self
     }
 
+    /// Sets [`capacity`](TableConfig::capacity).
     pub fn with_capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
     }
 
+    /// Sets [`max_load`](TableConfig::max_load).
     pub fn with_max_load(mut self, max_load: f64) -> Self {
         self.max_load = max_load;
         self
@@ -60,6 +69,11 @@ impl TableConfig {
         self.value_bytes as usize / 4
     }
 
+    /// Checks every field against its range.
+    ///
+    /// # Errors
+    /// [`TableError::InvalidConfig`] naming the first field out of range, with the range and
+    /// the value given.
     pub fn validate(&self) -> Result<(), TableError> {
         let name_ok = (1..=64).contains(&self.name.len())
             && self

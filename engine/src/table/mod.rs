@@ -61,18 +61,22 @@ impl Table {
         })
     }
 
+    /// The settings the table was created with.
     pub fn config(&self) -> &TableConfig {
         &self.config
     }
 
+    /// The table's name.
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
+    /// Bytes per value.
     pub fn value_bytes(&self) -> usize {
         self.config.value_bytes as usize
     }
 
+    /// The device the table lives on.
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -125,6 +129,7 @@ impl Table {
         Ok(())
     }
 
+    /// Current statistics, per shard and in total.
     pub fn stats(&self) -> TableStats {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.shard_stats(s),
@@ -195,6 +200,7 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// An empty set of tables on `device`.
     pub fn new(device: Device) -> Tables {
         Tables {
             device,
@@ -202,6 +208,7 @@ impl Tables {
         }
     }
 
+    /// The device every table of this set lives on.
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -230,6 +237,7 @@ impl Tables {
             .ok_or_else(|| TableError::NoSuchTable { name: name.into() })
     }
 
+    /// Names of the tables, in lexicographic order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tables.keys().map(String::as_str)
     }

@@ -26,7 +26,9 @@ pub enum Status {
 /// One partner returned by a related query.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RelatedHit {
+    /// The partner's key.
     pub key: u64,
+    /// Strength of the link to it, in (0, 1].
     pub strength: f32,
 }
 
@@ -53,11 +55,17 @@ pub struct BatchResults {
 /// The typed result of one operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome<'a> {
+    /// A put, link or unlink was applied.
     Ok,
+    /// A get found the key: its value (the table's value size in bytes).
     Value(&'a [u8]),
+    /// A get did not find the key.
     Missing,
+    /// A delete removed the key.
     Deleted,
+    /// A delete found no such key.
     Absent,
+    /// The answer to a related query.
     Related(Related<'a>),
 }
 
@@ -71,10 +79,12 @@ pub struct Related<'a> {
 }
 
 impl<'a> Related<'a> {
+    /// Number of partners returned.
     pub fn len(&self) -> usize {
         self.hits.len()
     }
 
+    /// Whether no partner was returned.
     pub fn is_empty(&self) -> bool {
         self.hits.is_empty()
     }
@@ -171,10 +181,12 @@ impl BatchResults {
         self.value_words * 4
     }
 
+    /// Number of results (the batch's number of operations).
     pub fn len(&self) -> usize {
         self.status.len()
     }
 
+    /// Whether the batch was empty.
     pub fn is_empty(&self) -> bool {
         self.status.is_empty()
     }

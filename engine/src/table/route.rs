@@ -46,6 +46,10 @@ pub struct ShardRouter {
 }
 
 impl ShardRouter {
+    /// A router for `shards` shards.
+    ///
+    /// # Panics
+    /// If `shards` is 0.
     pub fn new(shards: u32) -> ShardRouter {
         assert!(shards > 0, "a table has at least one shard");
         ShardRouter {

@@ -19,10 +19,15 @@ pub struct ShardStats {
 /// Statistics of a table.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TableStats {
+    /// Per-shard statistics, indexed by shard.
     pub shards: Vec<ShardStats>,
+    /// Keys stored, over all shards.
     pub items: u64,
+    /// Slots allocated, over all shards.
     pub slots: u64,
+    /// Operations applied over the table's life, over all shards.
     pub ops: u64,
+    /// Shard doublings over the table's life, over all shards.
     pub resizes: u64,
     /// Links stored (each counted once).
     pub links: u64,
@@ -34,6 +39,7 @@ pub struct TableStats {
 }
 
 impl TableStats {
+    /// Totals and derived figures (links, load factor, CV) of per-shard statistics.
     pub fn from_shards(shards: Vec<ShardStats>) -> TableStats {
         let items: u64 = shards.iter().map(|s| s.items).sum();
         let slots: u64 = shards.iter().map(|s| s.slots).sum();

@@ -19,14 +19,20 @@ const VERSION: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Always `warpgrid-table`: marks the directory as a warpgrid table's.
     pub format: String,
+    /// Layout version of the directory (2: one log per table).
     pub version: u32,
+    /// The table's name.
     pub name: String,
+    /// The table's shard count.
     pub shards: u32,
+    /// The table's value size, in bytes.
     pub value_bytes: u32,
 }
 
 impl Manifest {
+    /// The manifest of a new table with these settings, at the current format and version.
     pub fn new(name: &str, shards: u32, value_bytes: u32) -> Manifest {
         Manifest {
             format: FORMAT.into(),

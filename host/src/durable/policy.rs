@@ -10,9 +10,12 @@ use super::WalError;
 /// `interval=<ms>`: acknowledged at once, fsynced at most `ms` later. `never`: left to the OS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
+    /// Acknowledge a batch only after its log bytes are fsynced.
     #[default]
     Always,
+    /// Acknowledge at once; fsync at most this long after the first write not yet synced.
     Interval(Duration),
+    /// Never fsync; the OS writes the log back when it chooses.
     Never,
 }
 

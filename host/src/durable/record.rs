@@ -30,10 +30,15 @@ const MAX_PAYLOAD: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum WalOp {
+    /// Upsert: the payload is the value.
     Put = 0,
+    /// Delete: no payload.
     Delete = 2,
+    /// Link: the payload is the partner (u64) and the strength (f32).
     Link = 3,
+    /// Unlink: the payload is the partner (u64).
     Unlink = 4,
+    /// Ends a batch: the payload is the number of records logged (u32) and of operations (u32).
     Commit = 128,
 }
 
@@ -64,9 +69,13 @@ impl WalOp {
 /// One record, borrowing its payload.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Record<'a> {
+    /// Sequence number, strictly increasing within the log.
     pub seq: u64,
+    /// What the record does.
     pub op: WalOp,
+    /// The key (for a commit: the batch's first sequence number).
     pub key: u64,
+    /// The payload, whose length the op fixes.
     pub payload: &'a [u8],
 }
 
@@ -101,6 +110,7 @@ pub struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
+    /// Iterates over the records in `bytes`, a log of a table with `value_bytes` values.
     pub fn new(bytes: &'a [u8], value_bytes: usize) -> Records<'a> {
         Records {
             bytes,

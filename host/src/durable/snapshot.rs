@@ -28,8 +28,11 @@ const HALF: usize = 2 * size_of::<u64>() + size_of::<f32>();
 /// `values[i * value_bytes..][..value_bytes]` (flat, so a large shard is three allocations).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ShardImage {
+    /// The entries' keys, in storage order.
     pub keys: Vec<u64>,
+    /// The entries' values, `value_bytes` each, in the order of `keys`.
     pub values: Vec<u8>,
+    /// Link halves stored in the shard, as `(owner, partner, strength)`.
     pub halves: Vec<(u64, u64, f32)>,
 }
 

@@ -29,6 +29,7 @@ pub const WAL_FILE: &str = "table.wal";
 /// How a durable table is opened.
 #[derive(Debug, Clone)]
 pub struct DurableOptions {
+    /// When the log is fsynced (default `always`).
     pub fsync: FsyncPolicy,
     /// A log larger than this triggers a checkpoint after the batch that grew it.
     pub checkpoint_bytes: u64,
@@ -49,16 +50,21 @@ impl Default for DurableOptions {
 /// What opening found and did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RecoveryReport {
+    /// Entries loaded from the snapshot.
     pub snapshot_entries: u64,
+    /// Link halves loaded from the snapshot.
     pub snapshot_link_halves: u64,
     /// Write records replayed from the log.
     pub wal_records: u64,
+    /// Committed batches replayed from the log.
     pub batches_replayed: u64,
     /// Batches found in the log whose commit did not make it (never acknowledged).
     pub batches_dropped: u64,
-    /// Bytes and records cut from the log's tail (torn, corrupt, or an uncommitted batch).
+    /// Bytes cut from the log's tail (torn, corrupt, or an uncommitted batch).
     pub dropped_bytes: u64,
+    /// Records cut from the log's tail.
     pub dropped_records: u64,
+    /// Wall time of the whole open, in seconds.
     pub seconds: f64,
 }
 
@@ -216,10 +222,12 @@ impl DurableTable {
         })
     }
 
+    /// The table in memory (reads go straight to it).
     pub fn table(&self) -> &Table {
         &self.table
     }
 
+    /// The table's data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -229,10 +237,12 @@ impl DurableTable {
         self.wal.path()
     }
 
+    /// The fsync policy it was opened with.
     pub fn policy(&self) -> FsyncPolicy {
         self.policy
     }
 
+    /// The table's statistics.
     pub fn stats(&self) -> TableStats {
         self.table.stats()
     }

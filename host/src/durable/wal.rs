@@ -141,6 +141,7 @@ impl Wal {
         ))
     }
 
+    /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -150,6 +151,7 @@ impl Wal {
         self.len
     }
 
+    /// Whether the log is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

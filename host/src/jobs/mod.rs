@@ -80,40 +80,62 @@ pub struct Job {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
+    /// Creates a table, behind its own submission queue; later steps name it.
     CreateTable {
+        /// Name of the table (unique in the job).
         table: String,
+        /// Number of shards (default 24).
         #[serde(default = "default_shards")]
         shards: u32,
+        /// Bytes per value, a multiple of 4 in 4..=256 (default 8).
         #[serde(default = "default_value_bytes")]
         value_bytes: u32,
+        /// Expected number of keys (default 0: shards start small and grow).
         #[serde(default)]
         capacity: u64,
+        /// Load factor a shard may reach before it doubles (default 0.8).
         #[serde(default = "default_max_load")]
         max_load: f64,
         /// Host cache: unset = the backend's default (off on cpu).
         #[serde(default)]
         cache: Option<bool>,
     },
+    /// Applies an ops file (SPEC §5) to a table, in batches through its queue.
     ApplyOps {
+        /// The table, created by an earlier step.
         table: String,
+        /// The ops file, relative to the job file.
         ops: String,
+        /// Operations per submitted batch (default 4096; 0 is taken as 1).
         #[serde(default = "default_batch")]
         batch: usize,
     },
+    /// YCSB's load phase: inserts records `0..records` in order.
     YcsbLoad {
+        /// The table, created by an earlier step.
         table: String,
+        /// YCSB workload letter (`a` to `f`).
         workload: String,
+        /// Number of records to insert.
         records: u64,
     },
+    /// YCSB's run phase through the table's queue, from pipelined client threads.
     YcsbRun {
+        /// The table, loaded by an earlier step.
         table: String,
+        /// YCSB workload letter (`a` to `f`).
         workload: String,
+        /// Number of records loaded (must match the load step).
         records: u64,
+        /// Operations to run, all clients together.
         operations: u64,
+        /// Client threads (default 8).
         #[serde(default = "default_clients")]
         clients: usize,
+        /// Operations each client keeps in flight (default 64).
         #[serde(default = "default_window")]
         window: usize,
+        /// Seed of the operation stream (default 0).
         #[serde(default)]
         seed: u64,
         /// `uniform`, `zipfian` or `latest`, overriding the workload's.
@@ -128,7 +150,9 @@ pub enum Step {
     /// Runs a braid: `config` is a braid config file (SPEC §5) relative to the job file;
     /// `instants` (optional) overrides the config's `instants`.
     BraidRun {
+        /// The braid config file, relative to the job file.
         config: String,
+        /// Instant to run to instead of the config's `instants`.
         #[serde(default)]
         instants: Option<u32>,
     },
@@ -138,22 +162,31 @@ pub enum Step {
     /// from `seed`. `queries` queries near stored embeddings (each component moved by up to
     /// `noise`) are recalled by `clients` threads, each keeping `window` recalls in flight.
     GraphRecall {
+        /// A `.wgraph` file relative to the job file; without it a graph is generated.
         #[serde(default)]
         graph: Option<String>,
+        /// Nodes of the generated graph (default 10000).
         #[serde(default = "default_nodes")]
         nodes: usize,
+        /// Links per new node of the generated graph (default 4).
         #[serde(default = "default_links")]
         links: usize,
+        /// Embedding dimension of the generated graph (default 64).
         #[serde(default = "default_dim")]
         dim: usize,
+        /// Seed of the generated graph and of the queries (default 0).
         #[serde(default)]
         seed: u64,
+        /// Number of queries (default 1000).
         #[serde(default = "default_queries")]
         queries: usize,
+        /// Largest change of each query component from its stored embedding (default 0.1).
         #[serde(default = "default_noise")]
         noise: f32,
+        /// Client threads (default 4).
         #[serde(default = "default_graph_clients")]
         clients: usize,
+        /// Recalls each client keeps in flight (default 4).
         #[serde(default = "default_graph_window")]
         window: usize,
         /// Results per recall (1..=1000).
@@ -222,24 +255,39 @@ fn default_window() -> usize {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobError {
+    /// The job file could not be read.
     #[error("{file}: cannot read the job file")]
     Read {
+        /// The job file's path.
         file: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The job file is not valid TOML, does not match the schema, or has no step.
     #[error("{file}: {message}")]
-    Parse { file: String, message: String },
+    Parse {
+        /// The job file's path.
+        file: String,
+        /// The problem, with its line and column where known.
+        message: String,
+    },
+    /// A step is invalid or failed while running; earlier steps ran.
     #[error("{file}: step {step} ({kind}): {message}")]
     Step {
+        /// The job file's path.
         file: String,
+        /// Index of the step in the file, from 1.
         step: usize,
+        /// The step's kind (`create_table`, `ycsb_run`, ...).
         kind: &'static str,
+        /// What went wrong.
         message: String,
     },
 }
 
 impl Step {
+    /// The step's `kind` as spelled in the job file.
     pub fn kind(&self) -> &'static str {
         match self {
             Step::CreateTable { .. } => "create_table",
@@ -263,6 +311,11 @@ impl Job {
         Job::parse(&text, &file)
     }
 
+    /// Parses the text of a job file; `file` names it in errors.
+    ///
+    /// # Errors
+    /// [`JobError::Parse`] with the line and column of a TOML or schema error, or when the job
+    /// has no step.
     pub fn parse(text: &str, file: &str) -> Result<Job, JobError> {
         let job: Job = toml::from_str(text).map_err(|e| JobError::Parse {
             file: file.to_owned(),

@@ -72,23 +72,27 @@ pub struct StepReport {
 pub struct GraphStepReport {
     /// The `.wgraph` file as resolved, or the generator and its parameters.
     pub source: String,
-    /// Nodes, directed edges and the embedding dimension of the graph.
+    /// Nodes of the graph.
     pub nodes: usize,
+    /// Directed edges.
     pub edges: usize,
+    /// Embedding dimension.
     pub dim: usize,
     /// Seconds to load or generate the graph and prepare it on the device.
     pub build_s: f64,
     /// `similarity`, `spreading` or `hybrid`.
     pub mode: &'static str,
-    /// Recalls done, and the batches the recall queue ran them in.
+    /// Recalls done.
     pub recalls: u64,
+    /// Batches the recall queue ran them in.
     pub batches: u64,
     /// Recalls per batch on average.
     pub mean_batch: f64,
     /// Recalls the latency budget cut short.
     pub partial: u64,
-    /// Hits per recall and hops per recall, on average.
+    /// Hits per recall, on average.
     pub mean_hits: f64,
+    /// Hops per recall, on average.
     pub mean_hops: f64,
     /// FNV-1a 64 over every recall's hits in query order (node u32, score f32 bits, both
     /// little-endian), as 16 lowercase hex digits: equal run to run on one backend when no
@@ -105,9 +109,13 @@ pub struct ExchangePoint {
     pub instant: u32,
     /// The interval after it (the adaptive rule's choice).
     pub interval: u32,
+    /// Boundary violations (face cells over `tol_boundary`).
     pub boundary_violations: u64,
+    /// Global violations (event counts over `tol_events`).
     pub global_violations: u64,
+    /// Corrective events injected.
     pub corrective_events: u64,
+    /// Critical applications.
     pub critical: u64,
     /// Events processed by all tori.
     pub events_processed: u64,
@@ -119,18 +127,27 @@ pub struct ExchangePoint {
 pub struct BraidStepReport {
     /// The braid config, as resolved against the job file's directory.
     pub config: String,
-    /// The braid's clock and its current exchange interval.
+    /// The braid's clock: the first instant not yet processed.
     pub now: u32,
+    /// The current exchange interval, in instants.
     pub interval: u32,
+    /// Exchanges done.
     pub exchanges: u64,
+    /// Boundary violations (face cells over `tol_boundary`).
     pub boundary_violations: u64,
+    /// Global violations (event counts over `tol_events`).
     pub global_violations: u64,
+    /// Projections whose hash did not verify.
     pub hash_mismatches: u64,
+    /// Corrective events injected.
     pub corrective_events: u64,
+    /// Corrective events dropped at `max_pending`.
     pub corrective_dropped: u64,
+    /// Critical applications.
     pub critical: u64,
-    /// Over all tori.
+    /// Events processed, over all tori.
     pub events_processed: u64,
+    /// Events dropped at `max_pending`, over all tori.
     pub events_dropped: u64,
     /// Events per second of the braid's processing wall time (exchanges excluded).
     pub events_per_s: f64,
@@ -148,10 +165,15 @@ pub struct BraidStepReport {
 pub struct BraidTorusReport {
     /// FNV-1a 64 digest (SPEC §3.1) as 16 lowercase hex digits.
     pub digest: String,
+    /// Events processed.
     pub events_processed: u64,
+    /// Events dropped at `max_pending`.
     pub events_dropped: u64,
+    /// Events pending at the end of the step.
     pub pending: u64,
+    /// Number of processes.
     pub processes: u32,
+    /// Number of edges.
     pub edges: u32,
 }
 
@@ -196,12 +218,15 @@ impl BraidStepReport {
 pub struct TableReport {
     /// The table's name.
     pub name: String,
-    /// Keys stored, load factor (items / slots), coefficient of variation of items across
-    /// shards, shard doublings, links.
+    /// Keys stored.
     pub items: u64,
+    /// Items / slots.
     pub load_factor: f64,
+    /// Coefficient of variation of items across shards.
     pub cv: f64,
+    /// Shard doublings over the table's life.
     pub resizes: u64,
+    /// Links stored.
     pub links: u64,
     /// Host cache hits / lookups, when the cache was on.
     pub cache_hit_rate: Option<f64>,
@@ -212,9 +237,11 @@ pub struct TableReport {
 /// One shard of a table at the end of the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ShardLoad {
-    /// Keys stored, slots allocated, operations routed to it over the table's life.
+    /// Keys stored.
     pub items: u64,
+    /// Slots allocated.
     pub slots: u64,
+    /// Operations routed to it over the table's life.
     pub ops: u64,
 }
 

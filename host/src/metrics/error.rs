@@ -9,21 +9,31 @@ use std::io;
 pub enum MetricsError {
     /// The address does not parse or resolve.
     #[error("invalid metrics address {addr:?}: {reason}; expected host:port, e.g. 127.0.0.1:9100")]
-    Address { addr: String, reason: String },
+    Address {
+        /// The address given.
+        addr: String,
+        /// Why it does not parse or resolve.
+        reason: String,
+    },
     /// The address is valid but cannot be listened on.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {
+        /// The address given.
         addr: String,
         /// A short cause with a fix where one is known ("address in use ...").
         reason: String,
+        /// The I/O error of the bind.
         #[source]
         source: io::Error,
     },
     /// Setting up the listener or its thread failed after binding.
     #[error("metrics server on {addr}: {what}: {source}")]
     Io {
+        /// The address given.
         addr: String,
+        /// The step that failed (setting the listener non-blocking, spawning the thread, ...).
         what: &'static str,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },

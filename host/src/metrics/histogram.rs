@@ -106,14 +106,21 @@ pub fn rank_of(q: f64, count: u64) -> u64 {
 /// Figures of a histogram at one moment. All zero for an empty histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct HistogramSnapshot {
+    /// Number of values recorded.
     pub count: u64,
     /// Sum of the recorded values, saturating at `u64::MAX`.
     pub sum: u64,
+    /// Smallest value recorded (exact).
     pub min: u64,
+    /// Largest value recorded (exact).
     pub max: u64,
+    /// Median (bucketed: within 1/32 of the true nearest-rank value).
     pub p50: u64,
+    /// 95th percentile (bucketed like `p50`).
     pub p95: u64,
+    /// 99th percentile (bucketed like `p50`).
     pub p99: u64,
+    /// 99.9th percentile (bucketed like `p50`).
     pub p999: u64,
 }
 

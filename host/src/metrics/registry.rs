@@ -17,8 +17,11 @@ use super::scalar::{Counter, Gauge};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum MetricKind {
+    /// A count that only goes up.
     Counter,
+    /// A value that goes up and down.
     Gauge,
+    /// A distribution of observed values (quantiles, sum and count).
     Histogram,
 }
 
@@ -65,12 +68,16 @@ impl fmt::Display for MetricKind {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum MetricValue {
+    /// A counter's value.
     Counter(u64),
+    /// A gauge's value.
     Gauge(f64),
+    /// A histogram's quantiles, sum and count.
     Histogram(HistogramSnapshot),
 }
 
 impl MetricValue {
+    /// The kind of metric this value belongs to.
     pub fn kind(&self) -> MetricKind {
         match self {
             MetricValue::Counter(_) => MetricKind::Counter,
@@ -83,10 +90,13 @@ impl MetricValue {
 /// One series of a [`Registry::snapshot`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSnapshot {
+    /// The metric's name (Prometheus syntax).
     pub name: String,
+    /// The help text given at registration.
     pub help: String,
     /// Sorted by label name; labels given with an empty value are left out.
     pub labels: Vec<(String, String)>,
+    /// The value at the moment of the snapshot.
     pub value: MetricValue,
 }
 

@@ -109,26 +109,33 @@ impl Client {
         Ok(t)
     }
 
+    /// Buffers a put of `key` (see [`Batch::put`](warpgrid_engine::Batch::put)).
     pub fn put(&mut self, key: u64, value: &[u8]) -> Result<Ticket, QueueError> {
         self.add(|b| b.put(key, value))
     }
 
+    /// Buffers a get of `key`.
     pub fn get(&mut self, key: u64) -> Result<Ticket, QueueError> {
         self.add(|b| b.get(key))
     }
 
+    /// Buffers a delete of `key`.
     pub fn delete(&mut self, key: u64) -> Result<Ticket, QueueError> {
         self.add(|b| b.delete(key))
     }
 
+    /// Buffers a link of `a` and `b` with `strength` in (0, 1].
     pub fn link(&mut self, a: u64, b: u64, strength: f32) -> Result<Ticket, QueueError> {
         self.add(|batch| batch.link(a, b, strength))
     }
 
+    /// Buffers an unlink of `a` and `b`.
     pub fn unlink(&mut self, a: u64, b: u64) -> Result<Ticket, QueueError> {
         self.add(|batch| batch.unlink(a, b))
     }
 
+    /// Buffers a related query on `key` (see
+    /// [`Batch::get_related`](warpgrid_engine::Batch::get_related)).
     pub fn get_related(
         &mut self,
         key: u64,

@@ -40,10 +40,15 @@ pub use store::Store;
 /// - `capacity`: submissions the queue holds before submitters block or get `Busy`.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
+    /// Submissions the queue holds before submitters block or get `Busy` (default 4096).
     pub capacity: usize,
+    /// Most operations per launch (default 65,536).
     pub max_batch: usize,
+    /// Longest a small batch is held open for more operations (default 200 µs).
     pub deadline: Duration,
+    /// Buffered single operations at which a [`Client`] sends them (default 128).
     pub flush_at: usize,
+    /// The host cache in front of the table (default: on for device backends only).
     pub cache: CacheConfig,
 }
 
@@ -91,10 +96,12 @@ pub struct QueueResults {
 }
 
 impl QueueResults {
+    /// Number of results: the submission's number of operations.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the submission had no operation.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -108,6 +115,7 @@ impl QueueResults {
         }
     }
 
+    /// The results in the submission's order.
     pub fn iter(&self) -> impl Iterator<Item = Outcome<'_>> + '_ {
         (0..self.len).map(|i| self.results.get(self.offset + i).expect("in range"))
     }
@@ -289,10 +297,12 @@ impl Queue {
         Queue { shared }
     }
 
+    /// Bytes per value of the queue's table.
     pub fn value_bytes(&self) -> usize {
         self.shared.value_bytes
     }
 
+    /// The settings the queue was started with.
     pub fn config(&self) -> &QueueConfig {
         &self.shared.config
     }

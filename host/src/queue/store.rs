@@ -12,11 +12,14 @@ use crate::durable::{DurableTable, WalError};
 /// A queue's table. Build one with `.into()` from a [`Table`] or a [`DurableTable`].
 #[derive(Debug)]
 pub enum Store {
+    /// A table in memory only.
     Memory(Table),
+    /// A durable table: every batch is logged (group commit) before it completes.
     Durable(Box<DurableTable>),
 }
 
 impl Store {
+    /// The table in memory (of either kind).
     pub fn table(&self) -> &Table {
         match self {
             Store::Memory(t) => t,

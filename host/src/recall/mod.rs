@@ -41,9 +41,11 @@ pub struct RecallQueueConfig {
     pub params: RecallParams,
     /// The P95 of recall latency (submission to completion) the batch size is kept under.
     pub target_p95: Duration,
-    /// Batch limit at the start, and its bounds.
+    /// Batch limit at the start (recalls per batch).
     pub initial_batch: usize,
+    /// Smallest batch limit.
     pub min_batch: usize,
+    /// Largest batch limit.
     pub max_batch: usize,
     /// Recalls between evaluations of the batch limit.
     pub eval_every: usize,
@@ -104,8 +106,10 @@ impl RecallQueueConfig {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecallQueueError {
+    /// The queue is full and the caller asked not to block.
     #[error("the recall queue is full (busy); retry later or submit with blocking")]
     Busy,
+    /// The queue was shut down before the request ran.
     #[error("the recall queue is shut down; the request was not run")]
     Closed,
     /// The query cannot be recalled (wrong dimension, NaN, all zero); nothing was queued.
@@ -188,8 +192,11 @@ impl PendingRecall {
 /// Figures of a recall queue at one moment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RecallQueueStats {
+    /// Recalls completed.
     pub recalls: u64,
+    /// Batches run.
     pub batches: u64,
+    /// Recalls the latency budget cut short.
     pub partials: u64,
     /// The adaptive batch limit now.
     pub batch_limit: usize,
@@ -197,8 +204,9 @@ pub struct RecallQueueStats {
     pub latency_ns: HistogramSnapshot,
     /// Recalls per batch.
     pub batch_recalls: HistogramSnapshot,
-    /// Hops the latency predictor predicted, and of those within 20 % of the actual time.
+    /// Hops whose time the latency predictor predicted.
     pub hop_predictions: u64,
+    /// Of those, predictions within 20 % of the actual time.
     pub hop_predictions_within_20_percent: u64,
 }
 
@@ -324,6 +332,7 @@ impl RecallQueue {
         self.tx.len()
     }
 
+    /// Figures of the queue now.
     pub fn stats(&self) -> RecallQueueStats {
         self.metrics.stats()
     }

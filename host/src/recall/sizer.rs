@@ -40,9 +40,13 @@ const BINDING_SHARE: f64 = 0.5;
 /// Settings of a [`BatchSizer`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SizerConfig {
+    /// The P95 of recall latency the limit is kept under.
     pub target_p95: Duration,
+    /// Batch limit at the start (recalls per batch).
     pub initial: usize,
+    /// Smallest batch limit.
     pub min: usize,
+    /// Largest batch limit.
     pub max: usize,
     /// Recalls between evaluations (the "at most every 500 queries").
     pub eval_every: usize,
@@ -51,8 +55,11 @@ pub struct SizerConfig {
 /// What the last evaluation did, for tests and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// The limit was lowered: latency was over the target.
     Shrink,
+    /// The limit was raised: latency had room and the limit was binding.
     Grow,
+    /// The limit stayed.
     Keep,
 }
 
@@ -101,10 +108,12 @@ impl BatchSizer {
         self.ewma_batch_s
     }
 
+    /// Evaluations of the limit so far.
     pub fn evaluations(&self) -> u64 {
         self.evaluations
     }
 
+    /// What the last evaluation did, if any.
     pub fn last_decision(&self) -> Option<Decision> {
         self.last
     }

@@ -18,7 +18,9 @@ pub enum WordnetError {
         path.display()
     )]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -26,14 +28,23 @@ pub enum WordnetError {
     /// (`w_cnt`, `pointer 3 synset_offset`, ...).
     #[error("{}:{line}: field {field}: {reason}", path.display())]
     Line {
+        /// The data or index file.
         path: PathBuf,
+        /// Line number, from 1.
         line: u64,
+        /// The wndb(5) field name.
         field: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// A relation weight outside [0, 1] (0 disables the relation).
     #[error("invalid weight for relation {relation}: {reason}")]
-    InvalidWeight { relation: String, reason: String },
+    InvalidWeight {
+        /// The relation's name (`hypernym`, ...).
+        relation: String,
+        /// The range and the weight given.
+        reason: String,
+    },
     /// The graph builder rejected the result (only on limits the engine enforces).
     #[error(transparent)]
     Graph(#[from] GraphError),

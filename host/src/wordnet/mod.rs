@@ -41,10 +41,13 @@ use text::Field;
 /// A WordNet part of speech: one data file and one index file each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pos {
+    /// Nouns (`data.noun`).
     Noun,
+    /// Verbs (`data.verb`).
     Verb,
     /// Adjectives, head and satellite synsets alike (`data.adj`).
     Adj,
+    /// Adverbs (`data.adv`).
     Adv,
 }
 
@@ -115,7 +118,9 @@ impl Pos {
 /// How to import: the relation weights and the graph's build settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ImportOptions {
+    /// The edge weight of each relation.
     pub weights: Weights,
+    /// The graph's build settings (direction multipliers).
     pub config: GraphConfig,
 }
 

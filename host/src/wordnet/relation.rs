@@ -8,31 +8,57 @@ use super::error::WordnetError;
 /// `source -> target` with the relation's weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Relation {
+    /// `@`: the target is a more general synset (dog -> canine).
     Hypernym,
+    /// `@i`: the source is an instance of the target (Paris -> city).
     InstanceHypernym,
+    /// `~`: the target is a more specific synset (canine -> dog).
     Hyponym,
+    /// `~i`: the target is an instance of the source (city -> Paris).
     InstanceHyponym,
+    /// `#m`: the target has the source as a member (tree -> forest).
     MemberHolonym,
+    /// `#s`: the target contains the source as a substance (oxygen -> water).
     SubstanceHolonym,
+    /// `#p`: the target has the source as a part (wheel -> car).
     PartHolonym,
+    /// `%m`: the target is a member of the source (forest -> tree).
     MemberMeronym,
+    /// `%s`: the target is a substance of the source (water -> oxygen).
     SubstanceMeronym,
+    /// `%p`: the target is a part of the source (car -> wheel).
     PartMeronym,
+    /// `!`: opposite meanings (lexical: between words of the synsets).
     Antonym,
+    /// `&`: between a head adjective and its satellites (similar meaning).
     SimilarTo,
+    /// `^`: a loosely related synset ("see also").
     AlsoSee,
+    /// `+`: derivationally related forms of the same root (lexical).
     Derivation,
+    /// `=`: a noun and the adjectives that are its values (size -> large).
     Attribute,
+    /// `*`: the verb's action implies the target's (snore -> sleep).
     Entailment,
+    /// `>`: the verb causes the target (kill -> die).
     Cause,
+    /// `$`: verbs of similar meaning grouped together.
     VerbGroup,
+    /// `<`: the source adjective is a participle of the target verb.
     Participle,
+    /// `\`: an adjective pertaining to a noun, or an adverb derived from an adjective.
     Pertainym,
+    /// `;c`: the source belongs to the target's topic domain.
     DomainTopic,
+    /// `;r`: the source belongs to the target's region domain.
     DomainRegion,
+    /// `;u`: the source belongs to the target's usage domain.
     DomainUsage,
+    /// `-c`: the target belongs to the source's topic domain.
     MemberOfDomainTopic,
+    /// `-r`: the target belongs to the source's region domain.
     MemberOfDomainRegion,
+    /// `-u`: the target belongs to the source's usage domain.
     MemberOfDomainUsage,
 }
 

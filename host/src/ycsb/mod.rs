@@ -369,10 +369,15 @@ impl WorkloadSpec {
 /// The kind of a YCSB operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
+    /// [`YcsbOp::Read`].
     Read,
+    /// [`YcsbOp::Update`].
     Update,
+    /// [`YcsbOp::Insert`].
     Insert,
+    /// [`YcsbOp::Scan`].
     Scan,
+    /// [`YcsbOp::ReadModifyWrite`].
     ReadModifyWrite,
 }
 
@@ -395,16 +400,39 @@ impl OpKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum YcsbOp {
     /// Read the record.
-    Read { key: u64 },
+    Read {
+        /// The table key ([`key_of`] of the key number).
+        key: u64,
+    },
     /// Overwrite the record with version `version`.
-    Update { key: u64, version: u64 },
+    Update {
+        /// The table key ([`key_of`] of the key number).
+        key: u64,
+        /// Version the written value encodes ([`value_for`]).
+        version: u64,
+    },
     /// Insert a new record with version `version`.
-    Insert { key: u64, version: u64 },
+    Insert {
+        /// The table key ([`key_of`] of the key number).
+        key: u64,
+        /// Version the written value encodes ([`value_for`]).
+        version: u64,
+    },
     /// Read `len` records whose keys sort at or after `start`. warpgrid tables cannot do this
     /// (see the module docs): report it unsupported, or emulate it and say so.
-    Scan { start: u64, len: u64 },
+    Scan {
+        /// The first table key ([`key_of`] of the key number).
+        start: u64,
+        /// Number of records to read.
+        len: u64,
+    },
     /// Read the record, then overwrite it with version `version`.
-    ReadModifyWrite { key: u64, version: u64 },
+    ReadModifyWrite {
+        /// The table key ([`key_of`] of the key number).
+        key: u64,
+        /// Version the written value encodes ([`value_for`]).
+        version: u64,
+    },
 }
 
 impl YcsbOp {
@@ -603,20 +631,38 @@ impl Iterator for OpStream {
 #[non_exhaustive]
 pub enum YcsbError {
     /// A workload name other than `a`..`f`.
-    UnknownWorkload { name: String },
+    UnknownWorkload {
+        /// The name given.
+        name: String,
+    },
     /// A distribution name other than `uniform`, `zipfian`, `latest`.
-    UnknownDistribution { name: String },
+    UnknownDistribution {
+        /// The name given.
+        name: String,
+    },
     /// `record_count` is 0.
     NoRecords,
     /// A proportion is negative, infinite or NaN.
-    BadProportion { op: &'static str, value: f64 },
+    BadProportion {
+        /// The operation the proportion is for (`read`, `update`, ...).
+        op: &'static str,
+        /// The proportion given.
+        value: f64,
+    },
     /// Every proportion is 0.
     NoOperations,
     /// The scan length range is empty or starts at 0.
-    BadScanLength { min: u64, max: u64 },
+    BadScanLength {
+        /// Shortest scan given.
+        min: u64,
+        /// Longest scan given.
+        max: u64,
+    },
     /// The insert counter or the zipfian key space could pass u64::MAX.
     KeySpaceOverflow {
+        /// Records of the load phase.
         record_count: u64,
+        /// Operations of the run phase.
         operation_count: u64,
     },
 }

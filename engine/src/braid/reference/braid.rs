@@ -11,19 +11,33 @@ use super::torus::{ReferenceTorus, fnv1a};
 /// Counters of a reference braid run (the same meaning as in [`super::super::BraidStats`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReferenceBraidStats {
+    /// The braid clock: the first instant not yet processed.
     pub now: u32,
+    /// The current exchange interval, in instants.
     pub interval: u32,
+    /// Exchanges done so far.
     pub exchanges: u64,
+    /// Face cells over `tol_boundary`, over all applied projections.
     pub boundary_violations: u64,
+    /// Applied projections over `tol_events`.
     pub global_violations: u64,
+    /// Projections whose hash did not verify (each ignored).
     pub hash_mismatches: u64,
+    /// Corrective events injected.
     pub corrective_events: u64,
+    /// Corrective events dropped at `max_pending`.
     pub corrective_dropped: u64,
+    /// Critical applications.
     pub critical: u64,
+    /// The starting interval, then the interval after each exchange.
     pub interval_history: Vec<u32>,
+    /// Per torus: [`digest`](ReferenceTorus::digest).
     pub digests: Vec<u64>,
+    /// Per torus: events processed.
     pub events_processed: Vec<u64>,
+    /// Per torus: events dropped.
     pub events_dropped: Vec<u64>,
+    /// Per torus: events pending.
     pub pending: Vec<u64>,
 }
 
@@ -48,6 +62,8 @@ pub struct ReferenceBraid {
 }
 
 impl ReferenceBraid {
+    /// As [`Braid::new`](crate::braid::Braid::new): tori built by the config's builders, torus
+    /// `i` seeded with `seed + i`.
     pub fn new(config: &BraidConfig) -> Result<ReferenceBraid, BraidError> {
         config.validate()?;
         let tori = (0..config.tori)
@@ -56,6 +72,8 @@ impl ReferenceBraid {
         Ok(ReferenceBraid::with_tori(config, tori))
     }
 
+    /// As [`Braid::from_workloads`](crate::braid::Braid::from_workloads): one workload per
+    /// torus.
     pub fn from_workloads(
         config: &BraidConfig,
         workloads: &[Workload],
@@ -84,14 +102,17 @@ impl ReferenceBraid {
         }
     }
 
+    /// The braid clock: the first instant not yet processed.
     pub fn now(&self) -> u32 {
         self.now
     }
 
+    /// The tori, in index order.
     pub fn tori(&self) -> &[ReferenceTorus] {
         &self.tori
     }
 
+    /// Runs to [`instants`](BraidConfig::instants) of the config.
     pub fn run(&mut self) -> Result<(), BraidError> {
         self.run_until(self.config.instants)
     }
@@ -229,6 +250,7 @@ impl ReferenceBraid {
         self.stats.interval_history.push(self.interval);
     }
 
+    /// The counters as of now.
     pub fn stats(&self) -> ReferenceBraidStats {
         let mut s = self.stats.clone();
         s.now = self.now;

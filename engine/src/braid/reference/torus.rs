@@ -28,15 +28,18 @@ pub struct ReferenceTorus {
 }
 
 impl ReferenceTorus {
+    /// As [`Torus::new`](crate::braid::Torus::new).
     pub fn new(config: &TorusConfig) -> Result<ReferenceTorus, BraidError> {
         ReferenceTorus::for_braid(config, 0)
     }
 
+    /// As [`Torus::for_braid`](crate::braid::Torus::for_braid).
     pub fn for_braid(config: &TorusConfig, index: u32) -> Result<ReferenceTorus, BraidError> {
         config.validate()?;
         ReferenceTorus::from_workload(config, &Workload::build(config, index))
     }
 
+    /// As [`Torus::from_workload`](crate::braid::Torus::from_workload).
     pub fn from_workload(
         config: &TorusConfig,
         workload: &Workload,
@@ -83,52 +86,66 @@ impl ReferenceTorus {
         Ok(torus)
     }
 
+    /// The lattice: dims and cell-id mapping.
     pub fn lattice(&self) -> Lattice {
         self.lattice
     }
 
+    /// The first instant not yet processed.
     pub fn now(&self) -> u32 {
         self.now
     }
 
+    /// Events processed since construction.
     pub fn events_processed(&self) -> u64 {
         self.processed
     }
 
+    /// Events dropped at `max_pending` since construction.
     pub fn events_dropped(&self) -> u64 {
         self.dropped
     }
 
+    /// Events pending now, at any instant.
     pub fn pending(&self) -> u64 {
         self.heap.len() as u64
     }
 
+    /// Number of processes.
     pub fn processes(&self) -> u32 {
         self.processes.iter().filter(|p| p.is_some()).count() as u32
     }
 
+    /// Number of edges (after replacement of repeated `(from, to)`).
     pub fn edges(&self) -> u32 {
         self.out.iter().map(|r| r.len() as u32).sum()
     }
 
+    /// The process at `cell`, if any.
     pub fn process(&self, cell: u32) -> Option<Process> {
         self.processes.get(cell as usize).copied().flatten()
     }
 
+    /// The out-edges of `cell` in creation order, as `(to, delay)`.
     pub fn out_edges(&self, cell: u32) -> Vec<(u32, u32)> {
         self.out.get(cell as usize).cloned().unwrap_or_default()
     }
 
+    /// Every pending event, in total order.
     pub fn pending_events(&self) -> Vec<Event> {
         let mut v: Vec<Event> = self.heap.iter().map(|r| r.0).collect();
         v.sort();
         v
     }
 
+    /// Injects `(now, dst, src, payload)`.
     pub fn inject(&mut self, dst: u32, src: u32, payload: i32) -> Result<(), BraidError> {
         self.inject_at(dst, src, payload, self.now)
     }
 
+    /// Injects `(at, dst, src, payload)`: `InvalidCell` for a cell outside the lattice,
+    /// `InvalidTime` if `at < now`, `TimeLimit` at or past `2^32 - max_delay`, `Full` at
+    /// `max_pending`.
     pub fn inject_at(
         &mut self,
         dst: u32,
@@ -189,6 +206,8 @@ impl ReferenceTorus {
         }
     }
 
+    /// As [`Torus::step`](crate::braid::Torus::step): processes the earliest pending instant
+    /// and returns it, or `None` with nothing pending.
     pub fn step(&mut self) -> Result<Option<u32>, BraidError> {
         let Some(&Reverse(first)) = self.heap.peek() else {
             return Ok(None);
@@ -203,6 +222,8 @@ impl ReferenceTorus {
         Ok(Some(first.t))
     }
 
+    /// As [`Torus::run_until`](crate::braid::Torus::run_until): processes every instant below
+    /// `t`, then sets `now = max(now, t)`.
     pub fn run_until(&mut self, t: u32) -> Result<(), BraidError> {
         if t >= self.limit {
             return Err(BraidError::TimeLimit {

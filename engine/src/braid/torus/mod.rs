@@ -54,19 +54,29 @@ macro_rules! on_store {
 /// The state of the process at one cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Process {
+    /// Hash chain of the payloads received: `state = (state * 31 + payload) ^ (state >> 3)`,
+    /// wrapping, per event in order.
     pub state: u32,
+    /// Wrapping sum of the payloads received.
     pub acc: i32,
+    /// Events received (wrapping).
     pub received: u32,
 }
 
 /// Counters and digest of one torus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TorusStats {
+    /// The torus clock: the first instant not yet processed.
     pub now: u32,
+    /// Events processed since construction.
     pub events_processed: u64,
+    /// Events dropped at `max_pending` since construction.
     pub events_dropped: u64,
+    /// Events pending now.
     pub pending: u64,
+    /// Number of processes.
     pub processes: u32,
+    /// Number of edges (after replacement of repeated `(from, to)`).
     pub edges: u32,
     /// [`Torus::digest`].
     pub digest: u64,
@@ -125,22 +135,27 @@ impl Torus {
         Ok(torus)
     }
 
+    /// The lattice: dims and cell-id mapping.
     pub fn lattice(&self) -> Lattice {
         self.lattice
     }
 
+    /// Extents `(X, Y, Z)`.
     pub fn dims(&self) -> [u32; 3] {
         self.lattice.dims
     }
 
+    /// Number of cells, `X·Y·Z`.
     pub fn cells(&self) -> u32 {
         self.lattice.cells
     }
 
+    /// Largest edge delay, in instants.
     pub fn max_delay(&self) -> u32 {
         self.max_delay
     }
 
+    /// Most events pending at once.
     pub fn max_pending(&self) -> u64 {
         self.max_pending
     }
@@ -150,14 +165,17 @@ impl Torus {
         self.now
     }
 
+    /// Events processed since construction.
     pub fn events_processed(&self) -> u64 {
         self.events_processed
     }
 
+    /// Events dropped at `max_pending` (emissions past the capacity) since construction.
     pub fn events_dropped(&self) -> u64 {
         self.events_dropped
     }
 
+    /// Events pending now, at any instant.
     pub fn pending(&self) -> u64 {
         on_store!(&self.store, cal, _s => cal.pending)
     }
@@ -339,6 +357,7 @@ impl Torus {
         h.finish()
     }
 
+    /// Counters and digest as of now.
     pub fn stats(&self) -> TorusStats {
         TorusStats {
             now: self.now,
