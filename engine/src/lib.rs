@@ -9,8 +9,6 @@
 //! crate `warpgrid` re-exports both.
 #![warn(missing_docs)]
 
-// Documented by the backend work in flight (issue 10); the rest of the crate is checked.
-#[allow(missing_docs)]
 pub mod backend;
 pub mod braid;
 pub mod error;

@@ -25,10 +25,14 @@ use crate::table::{Batch, BatchResults, ShardStats, TableConfig};
 /// Which backend to use. `Auto` resolves to the best available one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BackendKind {
+    /// The best backend available here, by SPEC §0's order (see [`Device::open`]).
     #[default]
     Auto,
+    /// Rayon on the host: the reference every other backend is checked against.
     Cpu,
+    /// WGSL compute through wgpu (Vulkan, Metal, DX12, or lavapipe in CI).
     Wgpu,
+    /// CUDA C kernels compiled by NVRTC, on an NVIDIA GPU.
     Cuda,
 }
 
@@ -36,6 +40,7 @@ impl BackendKind {
     /// The concrete backends, in `Auto`'s order of preference.
     pub const CONCRETE: [BackendKind; 3] = [BackendKind::Cuda, BackendKind::Wgpu, BackendKind::Cpu];
 
+    /// The name the CLI and `WARPGRID_BACKEND` use: `auto`, `cpu`, `wgpu` or `cuda`.
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Auto => "auto",
@@ -79,12 +84,14 @@ impl FromStr for BackendKind {
 /// Why a backend cannot run on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unavailable {
+    /// What is missing, in words a user can act on (e.g. which driver to install).
     pub reason: String,
 }
 
 /// What probing one backend found.
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
+    /// The backend probed (never `Auto`).
     pub kind: BackendKind,
     /// `Ok(description of the device)` or why it is unavailable.
     pub status: Result<String, Unavailable>,
@@ -125,12 +132,16 @@ fn probe(kind: BackendKind) -> Result<(String, Option<String>), Unavailable> {
 /// The kinds of work a backend may or may not run yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Workload {
+    /// Shard tables (SPEC §1).
     Tables,
+    /// Activation graphs: similarity, spreading, recall (SPEC §2).
     Graphs,
+    /// Braided tori (SPEC §3).
     Braids,
 }
 
 impl Workload {
+    /// The workload's name in messages ("shard tables", ...).
     pub fn name(self) -> &'static str {
         match self {
             Workload::Tables => "shard tables",
@@ -143,6 +154,7 @@ impl Workload {
 /// Settings of a device, whatever its backend.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceConfig {
+    /// Which backend to open; `Auto` picks by SPEC §0's order.
     pub backend: BackendKind,
     /// Worker threads of the CPU backend (0 = one per core).
     pub threads: usize,
@@ -158,8 +170,11 @@ pub struct DeviceConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Device {
+    /// The CPU backend (rayon worker pool).
     Cpu(cpu::CpuDevice),
+    /// A wgpu adapter and device.
     Wgpu(wgpu::WgpuDevice),
+    /// A CUDA context and stream on device 0.
     Cuda(cuda::CudaDevice),
 }
 
@@ -225,6 +240,7 @@ impl Device {
         }
     }
 
+    /// The concrete backend of this device (never `Auto`).
     pub fn kind(&self) -> BackendKind {
         match self {
             Device::Cpu(_) => BackendKind::Cpu,

@@ -89,6 +89,7 @@ impl CpuDevice {
         })
     }
 
+    /// Worker threads of the device's rayon pool.
     pub fn threads(&self) -> usize {
         self.inner.threads
     }

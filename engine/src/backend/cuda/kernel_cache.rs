@@ -56,7 +56,9 @@ pub fn entry_path(dir: &Path, file: &str, source: &str, arch: &str, version: &st
 /// Where a cubin came from (for logs and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// Read from the cache directory.
     Cache,
+    /// Compiled by NVRTC in this call.
     Compiled,
 }
 

@@ -1,7 +1,7 @@
 //! The CUDA backend: CUDA C kernels (`kernels/*.cu`) compiled at run time with NVRTC through
 //! cudarc (`dynamic-loading`, so warpgrid builds and runs without a CUDA toolkit or driver).
 //!
-//! - [`driver`] finds the driver and device without ever panicking.
+//! - `driver` finds the driver and device without ever panicking.
 //! - [`nvrtc`] carries every kernel source and compiles it (CI compiles each for `compute_90`
 //!   without a GPU); the device loads cubins for its own `sm_XY`, which [`kernel_cache`]
 //!   keeps on disk, keyed by source, options and NVRTC version.

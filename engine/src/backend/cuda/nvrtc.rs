@@ -16,6 +16,7 @@ use cudarc::nvrtc::result;
 pub struct KernelSource {
     /// The file name in `kernels/`.
     pub file: &'static str,
+    /// The CUDA C text, built into the binary.
     pub source: &'static str,
 }
 
@@ -53,6 +54,7 @@ pub fn available() -> Result<(), String> {
 /// What compiling one source gave.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The PTX (text) NVRTC produced.
     pub ptx: String,
     /// The device code (an ELF image) when compiled for a real architecture (`sm_90`); for a
     /// virtual one (`compute_90`) there is only PTX. The CUDA device loads this rather than
