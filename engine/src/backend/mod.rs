@@ -14,6 +14,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub(crate) mod gpu_table;
 pub mod wgpu;
 
 use std::fmt;
