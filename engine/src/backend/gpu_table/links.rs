@@ -82,10 +82,7 @@ impl<B> DeviceLinks<B> {
         }
         match self.spare.take() {
             Some(b) if D::size(&b) >= bytes => Ok(b),
-            _ => dev.alloc(
-                "table link halves",
-                bytes.next_power_of_two().min(limit),
-            ),
+            _ => dev.alloc("table link halves", bytes.next_power_of_two().min(limit)),
         }
     }
 
@@ -448,4 +445,3 @@ pub(super) fn merge_steps<'a, B>(
     run(steps, Kernel::LinkWriteOld, base, &write, plan.halves);
     run(steps, Kernel::LinkWriteEvents, base, &write, plan.events);
 }
-

@@ -883,13 +883,7 @@ fn kv_apply<D: TableDevice>(
             ),
         ))
     } else {
-        ensure(
-            dev,
-            pairs,
-            "table related pairs",
-            pairs_pow2 * RECORD_BYTES,
-        )
-        .and_then(|p| {
+        ensure(dev, pairs, "table related pairs", pairs_pow2 * RECORD_BYTES).and_then(|p| {
             let v = ensure(dev, pvals, "table related values", pairs_n * w * 4)?;
             Ok((p, v))
         })
@@ -1344,6 +1338,7 @@ pub(crate) fn try_clone_shards<D: TableDevice>(
 }
 
 /// `TableBackend::drop_shards` on a GPU device.
+#[allow(clippy::needless_pass_by_value)] // takes the shards: they are gone after this
 pub(crate) fn drop_shards<D: TableDevice>(dev: &D, t: GpuShards<D>) {
     dev.release(t.shards.iter().map(|m| m.slots).sum::<u64>() * slot_bytes(t.w));
 }

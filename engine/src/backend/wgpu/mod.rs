@@ -202,7 +202,9 @@ impl WgpuDevice {
     }
 
     /// The pool of table batch buffers.
-    fn table_scratch(&self) -> std::sync::MutexGuard<'_, Vec<super::gpu_table::Scratch<WgpuDevice>>> {
+    fn table_scratch(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<super::gpu_table::Scratch<WgpuDevice>>> {
         self.inner
             .table_scratch
             .lock()

@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 use super::WgpuDevice;
 use super::buffers::map_read;
-use crate::backend::TableBackend;
-use crate::backend::gpu_table::{self, GpuShards, Kernel, Params, Read, Scratch, Step, TableDevice};
 use crate::backend::BackendKind;
+use crate::backend::TableBackend;
+use crate::backend::gpu_table::{
+    self, GpuShards, Kernel, Params, Read, Scratch, Step, TableDevice,
+};
 use crate::error::{BackendError, TableError};
 use crate::table::{Batch, BatchResults, ShardStats, TableConfig};
 
@@ -188,7 +190,7 @@ impl TableDevice for WgpuDevice {
         let params_buf = if params.is_empty() {
             None
         } else {
-            Some(&*cached(
+            Some(cached(
                 self,
                 params_slot,
                 "table params",
@@ -197,7 +199,7 @@ impl TableDevice for WgpuDevice {
             )?)
         };
         let staging = if read_bytes > 0 {
-            Some(&*cached(
+            Some(cached(
                 self,
                 staging_slot,
                 "table staging",
