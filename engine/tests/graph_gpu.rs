@@ -260,21 +260,39 @@ fn tables_open_on_the_same_wgpu_device() {
     );
 }
 
-/// CUDA runs graphs and braids in this version: tables are refused with the reason.
+/// CUDA runs every workload in this version: a small table (put, get, link, related,
+/// delete) and a braid. The table conformance suite (tests/conformance.rs) compares tables
+/// on CUDA with the CPU in depth; engine/tests/braid_gpu.rs does the same for braids.
 #[test]
-fn cuda_refuses_tables_with_the_reason_and_runs_braids() {
+fn cuda_runs_tables_and_braids() {
     let Some(cuda) = open(BackendKind::Cuda, "WARPGRID_REQUIRE_CUDA") else {
         return;
     };
-    let Err(err) = warpgrid_engine::Table::create(&cuda, warpgrid_engine::TableConfig::new("t"))
-    else {
-        panic!("tables are refused on cuda")
-    };
-    assert!(
-        err.to_string().contains("does not run shard tables"),
-        "{err}"
+    cuda.supports(warpgrid_engine::Workload::Tables).unwrap();
+    let mut table =
+        warpgrid_engine::Table::create(&cuda, warpgrid_engine::TableConfig::new("t")).unwrap();
+    let mut batch = table.batch();
+    batch.put(1, &[7; 8]).unwrap();
+    batch.put(2, &[9; 8]).unwrap();
+    batch.link(1, 2, 0.5).unwrap();
+    batch.get(1).unwrap();
+    batch.get_related(1, 0.1, 10).unwrap();
+    batch.delete(2).unwrap();
+    batch.get_related(1, 0.1, 10).unwrap();
+    let r = table.apply(&batch).unwrap();
+    assert_eq!(
+        r.get(3),
+        Some(warpgrid_engine::table::Outcome::Value(&[7; 8]))
     );
-    // Braids run on CUDA (engine/tests/braid_gpu.rs compares them with the CPU).
+    let related = |op| match r.get(op) {
+        Some(warpgrid_engine::table::Outcome::Related(rel)) => {
+            rel.partners().map(|(k, s, _)| (k, s)).collect::<Vec<_>>()
+        }
+        other => panic!("op {op}: {other:?}"),
+    };
+    assert_eq!(related(4), vec![(2, 0.5)]);
+    assert_eq!(related(6), vec![]);
+    assert_eq!(table.stats().items, 1);
     cuda.supports(warpgrid_engine::Workload::Braids).unwrap();
     let config =
         warpgrid_engine::braid::BraidConfig::new(warpgrid_engine::braid::TorusConfig::new([

@@ -9,11 +9,12 @@
 //! if an adapter is present, else CPU. An explicitly requested backend that cannot run is an
 //! error naming the reason, never a silent fallback. In this version `Auto` passes over a
 //! backend that would be slower or incomplete here, saying why in `warpgrid info`: a
-//! software wgpu adapter ([`wgpu::SOFTWARE_ADAPTER_SKIP`]) and CUDA while it does not run
-//! shard tables ([`cuda::AUTO_SKIP`]).
+//! software wgpu adapter ([`wgpu::SOFTWARE_ADAPTER_SKIP`]) and CUDA, which runs every
+//! workload but has not been validated on a GPU yet ([`cuda::AUTO_SKIP`]).
 
 pub mod cpu;
 pub mod cuda;
+pub(crate) mod gpu_table;
 pub mod wgpu;
 
 use std::fmt;
@@ -221,18 +222,18 @@ impl Device {
     }
 
     /// Whether this device runs `workload`; `Err` ([`BackendError::Unsupported`]) says why not.
-    /// The cpu and wgpu backends run every workload; CUDA runs graphs and braids (not shard
-    /// tables) in this version. The conformance suites skip what a device does not run,
-    /// with this reason.
+    /// Every backend runs every workload in this version (CUDA's have not been validated on
+    /// a GPU yet, so `Auto` passes over it: [`cuda::AUTO_SKIP`]). The conformance suites skip
+    /// what a device does not run, with this reason.
     pub fn supports(&self, workload: Workload) -> Result<(), BackendError> {
         match (self, workload) {
-            (Device::Cpu(_) | Device::Wgpu(_), _)
-            | (Device::Cuda(_), Workload::Graphs | Workload::Braids) => Ok(()),
-            (Device::Cuda(_), Workload::Tables) => Err(Device::unsupported(workload, self)),
+            (Device::Cpu(_) | Device::Wgpu(_) | Device::Cuda(_), _) => Ok(()),
         }
     }
 
-    /// The error for work this device does not run.
+    /// The error for work this device does not run (no device refuses a workload in this
+    /// version; kept for the next backend or workload that needs it).
+    #[allow(dead_code)]
     pub(crate) fn unsupported(workload: Workload, device: &Device) -> BackendError {
         BackendError::Unsupported {
             backend: device.kind(),
@@ -275,7 +276,7 @@ impl Device {
             Device::Cpu(d) => d.release_scratch(),
             Device::Wgpu(d) => d.release_table_scratch(),
             // Graph working buffers live with each graph (`Graph::release_buffers`).
-            Device::Cuda(_) => {}
+            Device::Cuda(d) => d.release_table_scratch(),
         }
     }
 

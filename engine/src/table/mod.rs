@@ -19,6 +19,7 @@ pub use stats::{ShardStats, TableStats};
 use std::collections::BTreeMap;
 
 use crate::backend::cpu::CpuShards;
+use crate::backend::cuda::CudaShards;
 use crate::backend::wgpu::WgpuShards;
 use crate::backend::{Device, TableBackend, Workload};
 use crate::error::TableError;
@@ -29,6 +30,8 @@ enum Shards {
     Cpu(CpuShards),
     /// Boxed: the wgpu shards carry more host bookkeeping than a `Table` should inline.
     Wgpu(Box<WgpuShards>),
+    /// Boxed, like the wgpu shards (the same host bookkeeping).
+    Cuda(Box<CudaShards>),
 }
 
 /// One shard table on one device.
@@ -51,7 +54,10 @@ impl Table {
                 device.supports(Workload::Tables)?;
                 Shards::Wgpu(Box::new(d.create_shards(&config)?))
             }
-            Device::Cuda(_) => return Err(Device::unsupported(Workload::Tables, device).into()),
+            Device::Cuda(d) => {
+                device.supports(Workload::Tables)?;
+                Shards::Cuda(Box::new(d.create_shards(&config)?))
+            }
         };
         Ok(Table {
             config,
@@ -123,6 +129,9 @@ impl Table {
             (Device::Wgpu(d), Shards::Wgpu(s)) => {
                 d.apply(s, &self.config, batch, epoch, results)?;
             }
+            (Device::Cuda(d), Shards::Cuda(s)) => {
+                d.apply(s, &self.config, batch, epoch, results)?;
+            }
             _ => unreachable!("shards live on the device that created them"),
         }
         self.epoch = epoch;
@@ -134,6 +143,7 @@ impl Table {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.shard_stats(s),
             (Device::Wgpu(d), Shards::Wgpu(s)) => d.shard_stats(s),
+            (Device::Cuda(d), Shards::Cuda(s)) => d.shard_stats(s),
             _ => unreachable!("shards live on the device that created them"),
         };
         TableStats::from_shards(shards)
@@ -160,6 +170,7 @@ impl Table {
         match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => d.export_shard(s, shard, &mut entry, &mut link),
             (Device::Wgpu(d), Shards::Wgpu(s)) => d.export_shard(s, shard, &mut entry, &mut link),
+            (Device::Cuda(d), Shards::Cuda(s)) => d.export_shard(s, shard, &mut entry, &mut link),
             _ => unreachable!("shards live on the device that created them"),
         }
     }
@@ -169,6 +180,7 @@ impl Table {
         let shards = match (&self.device, self.shards()) {
             (Device::Cpu(d), Shards::Cpu(s)) => Shards::Cpu(d.try_clone_shards(s)?),
             (Device::Wgpu(d), Shards::Wgpu(s)) => Shards::Wgpu(Box::new(d.try_clone_shards(s)?)),
+            (Device::Cuda(d), Shards::Cuda(s)) => Shards::Cuda(Box::new(d.try_clone_shards(s)?)),
             _ => unreachable!("shards live on the device that created them"),
         };
         Ok(Table {
@@ -186,6 +198,7 @@ impl Drop for Table {
             match (&self.device, shards) {
                 (Device::Cpu(d), Shards::Cpu(s)) => d.drop_shards(s),
                 (Device::Wgpu(d), Shards::Wgpu(s)) => d.drop_shards(*s),
+                (Device::Cuda(d), Shards::Cuda(s)) => d.drop_shards(*s),
                 _ => unreachable!("shards live on the device that created them"),
             }
         }

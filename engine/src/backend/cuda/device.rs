@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::{CUdeviceptr, CUresult};
@@ -27,6 +28,7 @@ use cudarc::driver::{
 };
 
 use super::{driver, kernel_cache, nvrtc};
+use crate::backend::gpu_table::Scratch;
 use crate::backend::{BackendKind, DeviceConfig};
 use crate::error::BackendError;
 
@@ -48,8 +50,12 @@ struct Inner {
     functions: Mutex<HashMap<(&'static str, &'static str), CudaFunction>>,
     /// The first sticky fault, after which the device refuses work.
     fault: Mutex<Option<String>>,
-    /// `DeviceConfig::memory_limit` (table state; tables come with the table kernels).
+    /// `DeviceConfig::memory_limit`: most bytes of table state the device may hold.
     memory_limit: Option<u64>,
+    /// Bytes of table state (slots and values of every shard) held now.
+    allocated: AtomicU64,
+    /// Batch buffers of tables, kept between batches (one set per concurrent batch).
+    table_scratch: Mutex<Vec<Scratch<CudaDevice>>>,
     staging: Mutex<Staging>,
 }
 
@@ -62,7 +68,7 @@ impl std::fmt::Debug for CudaDevice {
 }
 
 /// A plain device allocation (no managed memory), freed on drop.
-pub(crate) struct DeviceBuffer {
+pub struct DeviceBuffer {
     ptr: CUdeviceptr,
     bytes: u64,
     device: Arc<Inner>,
@@ -249,6 +255,8 @@ impl CudaDevice {
                 functions: Mutex::new(HashMap::new()),
                 fault: Mutex::new(None),
                 memory_limit: config.memory_limit,
+                allocated: AtomicU64::new(0),
+                table_scratch: Mutex::new(Vec::new()),
                 staging: Mutex::new(Staging {
                     upload: None,
                     cursor: 0,
@@ -274,9 +282,47 @@ impl CudaDevice {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Bytes of table state held on the device: none, tables do not run on CUDA yet.
+    /// Bytes of table state (slots and values of every shard) held on the device.
     pub(crate) fn allocated_bytes(&self) -> u64 {
-        0
+        self.inner.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Accounts `bytes` more table state against the memory limit, or fails with nothing
+    /// accounted.
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<(), BackendError> {
+        let Some(limit) = self.inner.memory_limit else {
+            self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
+            return Ok(());
+        };
+        self.inner
+            .allocated
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|&t| t <= limit)
+            })
+            .map(drop)
+            .map_err(|held| BackendError::OutOfMemory {
+                backend: BackendKind::Cuda,
+                needed: bytes,
+                available: limit.saturating_sub(held),
+            })
+    }
+
+    /// Returns `bytes` of table state to the account.
+    pub(crate) fn release(&self, bytes: u64) {
+        self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// The pool of table batch buffers.
+    pub(crate) fn table_scratch(&self) -> std::sync::MutexGuard<'_, Vec<Scratch<CudaDevice>>> {
+        self.inner
+            .table_scratch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Frees the batch buffers tables keep between batches.
+    pub(crate) fn release_table_scratch(&self) {
+        self.table_scratch().clear();
     }
 
     /// Fails with the device's first fault, if it had one.
@@ -460,6 +506,36 @@ impl CudaDevice {
             )
         };
         self.check("clearing a buffer", r)
+    }
+
+    /// Queues a copy of `bytes` bytes from `src` at `src_offset` to `dst` at `dst_offset`.
+    pub(crate) fn copy(
+        &self,
+        src: &DeviceBuffer,
+        src_offset: u64,
+        dst: &DeviceBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) -> Result<(), BackendError> {
+        assert!(
+            src_offset + bytes <= src.bytes && dst_offset + bytes <= dst.bytes,
+            "copying out of bounds"
+        );
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind("copying on the device")?;
+        // SAFETY: both ranges are in bounds of live allocations of this context, on this
+        // device's stream.
+        let r = unsafe {
+            result::memcpy_dtod_async(
+                dst.at(dst_offset),
+                src.at(src_offset),
+                bytes as usize,
+                self.inner.stream.cu_stream(),
+            )
+        };
+        self.check("copying on the device", r)
     }
 
     /// Queues kernel `f` over `cfg` with `args` (the kernel's parameters, in order).

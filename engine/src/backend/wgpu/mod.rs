@@ -55,7 +55,7 @@ struct Inner {
     /// Bytes of table state (slots and values of every shard) held now.
     allocated: AtomicU64,
     /// Batch buffers of tables, kept between batches (one set per concurrent batch).
-    table_scratch: Mutex<Vec<table::Scratch>>,
+    table_scratch: Mutex<Vec<super::gpu_table::Scratch<WgpuDevice>>>,
 }
 
 impl std::fmt::Debug for WgpuDevice {
@@ -202,7 +202,9 @@ impl WgpuDevice {
     }
 
     /// The pool of table batch buffers.
-    fn table_scratch(&self) -> std::sync::MutexGuard<'_, Vec<table::Scratch>> {
+    fn table_scratch(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<super::gpu_table::Scratch<WgpuDevice>>> {
         self.inner
             .table_scratch
             .lock()

@@ -6,6 +6,9 @@
 
 use super::*;
 use crate::backend::cpu::{CpuDevice, CpuShards};
+use crate::backend::gpu_table::{
+    BLOCK, CHUNK, MAX_SHARDS, TILE, WORKGROUP, layout, links, new_arenas,
+};
 use crate::backend::{Device, DeviceConfig};
 use crate::table::Outcome;
 
@@ -48,7 +51,7 @@ impl Pair {
         if let Some(cap) = cap {
             // Re-lay the empty table out over arenas of at most `cap` bytes.
             let slots: Vec<u64> = g.shards.iter().map(|m| m.slots).collect();
-            let (at, lens) = layout(&slots, g.w, cap).unwrap();
+            let (at, lens) = layout::<WgpuDevice>(&slots, g.w, cap).unwrap();
             g.arenas = new_arenas(&gpu, &lens, g.w).unwrap();
             for (m, (arena, base)) in g.shards.iter_mut().zip(at) {
                 (m.arena, m.base) = (arena, base);
@@ -311,10 +314,17 @@ fn links_and_their_exports_match_the_cpu() {
 
 #[test]
 fn every_kernel_entry_point_is_in_the_shader() {
-    for (name, entry) in KERNELS {
+    for k in Kernel::ALL {
+        let entry = k.entry();
+        assert_eq!(pipeline_name(k), format!("table_{entry}"));
         assert!(
             SHADER.contains(&format!("fn {entry}(")),
-            "{name}: no entry point {entry} in shaders/table.wgsl"
+            "no entry point {entry} in shaders/table.wgsl"
+        );
+        assert!(
+            SHADER.contains(&format!("@workgroup_size({})\nfn {entry}(", k.threads())),
+            "{entry}: workgroup size {} in shaders/table.wgsl",
+            k.threads()
         );
     }
     // `Params` mirrors the shader's struct: 48 u32 fields.
