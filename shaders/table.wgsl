@@ -1,7 +1,7 @@
 // Shard tables on the device (SPEC §1.1, §1.2): one batch of PUT / GET / DELETE with the
 // sequential-equivalence contract. CPU sibling: engine/src/backend/cpu/kv.rs (`kv_apply`) and
-// shard.rs; host side: engine/src/backend/wgpu/table/mod.rs; design: docs/wgpu.md, "Tables on
-// the device".
+// shard.rs; host side: engine/src/backend/gpu_table/ (the order, shared with CUDA) and
+// engine/src/backend/wgpu/table/; design: docs/wgpu.md, "Tables on the device".
 //
 // Only 32-bit integers: a key is two words (lo, hi). Order of one batch:
 //   kv_route                 op i -> sort record (shard, key hi, key lo, i); ops per shard
@@ -576,7 +576,7 @@ fn kv_insert(@builtin(global_invocation_id) gid: vec3<u32>,
 
 // ---------------------------------------------------------------------------------------
 // Links (SPEC §1.2). CPU sibling: the link halves of engine/src/backend/cpu/shard.rs and the
-// related queries of kv.rs; host side: engine/src/backend/wgpu/table/links.rs.
+// related queries of kv.rs; host side: engine/src/backend/gpu_table/links.rs.
 //
 // A link half is two vec4 (a, b) = ((shard of owner, owner hi, owner lo, partner hi),
 // (partner lo, strength bits, 0, 0)); the table's halves are one array sorted by (a, b), i.e.
