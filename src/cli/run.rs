@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use warpgrid::host::jobs::{BraidStepReport, GraphStepReport, Job, JobReport, run_job};
+use warpgrid::host::jobs::{BraidStepReport, GraphStepReport, Job, JobReport, op_latency, run_job};
 use warpgrid::host::metrics::{MetricsServer, Registry};
 
 use super::Global;
@@ -131,11 +131,7 @@ pub fn charts(r: &JobReport, registry: &Registry) -> Vec<Chart> {
         .iter()
         .filter(|s| s.latency_ns.is_some_and(|l| l.count > 0))
         .map(|s| {
-            let h = registry.histogram_with(
-                "warpgrid_job_op_latency_ns",
-                "per YCSB operation, from submission to result, measured by the client",
-                &[("step", &s.step.to_string())],
-            );
+            let h = op_latency(registry, s.step);
             let mut qs = QUANTILES.to_vec();
             if h.count() >= 20_000 {
                 qs.push(0.9999);

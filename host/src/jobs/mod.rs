@@ -59,7 +59,7 @@ use serde::Deserialize;
 
 pub use run::{
     BraidStepReport, BraidTorusReport, ExchangePoint, GraphStepReport, JobReport, Progress,
-    ShardLoad, StepReport, TableReport, run_braid_traced, run_job,
+    ShardLoad, StepReport, TableReport, op_latency, run_braid_traced, run_job,
 };
 
 /// A parsed job file.

@@ -20,6 +20,18 @@ use crate::OpsReader;
 use crate::braidfile::load_braid_config;
 use crate::cache::CacheConfig;
 use crate::metrics::{Histogram, HistogramSnapshot, Registry};
+
+/// The latency histogram of job step `step`'s operations (YCSB operations, or recalls),
+/// from submission to result as the client measures it: the `warpgrid_job_op_latency_ns`
+/// series labelled with the step.
+pub fn op_latency(registry: &Registry, step: usize) -> Histogram {
+    registry.histogram_with(
+        "warpgrid_job_op_latency_ns",
+        "per job operation (a YCSB operation or a recall), from submission to result, \
+         measured by the client",
+        &[("step", &step.to_string())],
+    )
+}
 use crate::queue::{Client, Queue, QueueConfig, Ticket};
 use crate::recall::{PendingRecall, RecallQueue, RecallQueueConfig};
 use crate::ycsb::{Distribution, Workload, YcsbOp, fill_value, fnv1a64, key_of, value_version};
@@ -530,11 +542,7 @@ fn run_step(
                 ));
             }
             spec.validate().map_err(|e| format!("{e}"))?;
-            let latency = ctx.registry.histogram_with(
-                "warpgrid_job_op_latency_ns",
-                "per YCSB operation, from submission to result, measured by the client",
-                &[("step", &index.to_string())],
-            );
+            let latency = op_latency(ctx.registry, index);
             let done = AtomicU64::new(0);
             let total = per * clients as u64;
             let label = format!("ycsb-{w} run");
@@ -719,11 +727,7 @@ fn run_step(
             )
             .map_err(|e| e.to_string())?;
             let build_s = start.elapsed().as_secs_f64();
-            let latency = ctx.registry.histogram_with(
-                "warpgrid_job_op_latency_ns",
-                "per YCSB operation, from submission to result, measured by the client",
-                &[("step", &index.to_string())],
-            );
+            let latency = op_latency(ctx.registry, index);
             let label = format!(
                 "graph recall: {queries} queries, {}, k {k}, {clients} clients x {window} in flight",
                 mode.name()
