@@ -24,12 +24,9 @@
 use cudarc::driver::{CudaFunction, DeviceRepr, LaunchConfig};
 
 use super::{Args, CudaDevice, DeviceBuffer};
-use crate::backend::gpu_table::{
-    self, GpuShards, Kernel, Params, Read, Scratch, Step, TableDevice,
-};
-use crate::backend::{BackendKind, TableBackend};
-use crate::error::{BackendError, TableError};
-use crate::table::{Batch, BatchResults, ShardStats, TableConfig};
+use crate::backend::BackendKind;
+use crate::backend::gpu_table::{GpuShards, Kernel, Params, Read, Scratch, Step, TableDevice};
+use crate::error::BackendError;
 
 const FILE: &str = "table.cu";
 
@@ -213,47 +210,6 @@ impl TableDevice for CudaDevice {
 
     fn return_scratch(&self, scratch: Scratch<CudaDevice>) {
         self.table_scratch().push(scratch);
-    }
-}
-
-impl TableBackend for CudaDevice {
-    type Shards = CudaShards;
-
-    fn create_shards(&self, config: &TableConfig) -> Result<CudaShards, TableError> {
-        gpu_table::create_shards(self, config)
-    }
-
-    fn apply(
-        &self,
-        t: &mut CudaShards,
-        _config: &TableConfig,
-        batch: &Batch,
-        _epoch: u64,
-        results: &mut BatchResults,
-    ) -> Result<(), TableError> {
-        gpu_table::apply(self, t, batch, results)
-    }
-
-    fn shard_stats(&self, t: &CudaShards) -> Vec<ShardStats> {
-        gpu_table::shard_stats(t)
-    }
-
-    fn export_shard(
-        &self,
-        t: &CudaShards,
-        shard: usize,
-        entry: &mut dyn FnMut(u64, &[u8]),
-        link: &mut dyn FnMut(u64, u64, f32),
-    ) -> Result<(), TableError> {
-        gpu_table::export_shard(self, t, shard, entry, link)
-    }
-
-    fn try_clone_shards(&self, t: &CudaShards) -> Result<CudaShards, TableError> {
-        gpu_table::try_clone_shards(self, t)
-    }
-
-    fn drop_shards(&self, t: CudaShards) {
-        gpu_table::drop_shards(self, t);
     }
 }
 

@@ -1342,3 +1342,45 @@ pub(crate) fn try_clone_shards<D: TableDevice>(
 pub(crate) fn drop_shards<D: TableDevice>(dev: &D, t: GpuShards<D>) {
     dev.release(t.shards.iter().map(|m| m.slots).sum::<u64>() * slot_bytes(t.w));
 }
+
+/// Every GPU table device is a table backend: the shared order above, on its device.
+impl<D: TableDevice> crate::backend::TableBackend for D {
+    type Shards = GpuShards<D>;
+
+    fn create_shards(&self, config: &TableConfig) -> Result<GpuShards<D>, TableError> {
+        create_shards(self, config)
+    }
+
+    fn apply(
+        &self,
+        t: &mut GpuShards<D>,
+        _config: &TableConfig,
+        batch: &Batch,
+        _epoch: u64,
+        results: &mut BatchResults,
+    ) -> Result<(), TableError> {
+        apply(self, t, batch, results)
+    }
+
+    fn shard_stats(&self, t: &GpuShards<D>) -> Vec<ShardStats> {
+        shard_stats(t)
+    }
+
+    fn export_shard(
+        &self,
+        t: &GpuShards<D>,
+        shard: usize,
+        entry: &mut dyn FnMut(u64, &[u8]),
+        link: &mut dyn FnMut(u64, u64, f32),
+    ) -> Result<(), TableError> {
+        export_shard(self, t, shard, entry, link)
+    }
+
+    fn try_clone_shards(&self, t: &GpuShards<D>) -> Result<GpuShards<D>, TableError> {
+        try_clone_shards(self, t)
+    }
+
+    fn drop_shards(&self, t: GpuShards<D>) {
+        drop_shards(self, t);
+    }
+}

@@ -14,12 +14,8 @@ use std::sync::Arc;
 use super::WgpuDevice;
 use super::buffers::map_read;
 use crate::backend::BackendKind;
-use crate::backend::TableBackend;
-use crate::backend::gpu_table::{
-    self, GpuShards, Kernel, Params, Read, Scratch, Step, TableDevice,
-};
-use crate::error::{BackendError, TableError};
-use crate::table::{Batch, BatchResults, ShardStats, TableConfig};
+use crate::backend::gpu_table::{GpuShards, Kernel, Params, Read, Scratch, Step, TableDevice};
+use crate::error::BackendError;
 
 const SHADER: &str = include_str!("../../../../../shaders/table.wgsl");
 
@@ -307,47 +303,6 @@ impl TableDevice for WgpuDevice {
 
     fn return_scratch(&self, scratch: Scratch<WgpuDevice>) {
         self.table_scratch().push(scratch);
-    }
-}
-
-impl TableBackend for WgpuDevice {
-    type Shards = WgpuShards;
-
-    fn create_shards(&self, config: &TableConfig) -> Result<WgpuShards, TableError> {
-        gpu_table::create_shards(self, config)
-    }
-
-    fn apply(
-        &self,
-        t: &mut WgpuShards,
-        _config: &TableConfig,
-        batch: &Batch,
-        _epoch: u64,
-        results: &mut BatchResults,
-    ) -> Result<(), TableError> {
-        gpu_table::apply(self, t, batch, results)
-    }
-
-    fn shard_stats(&self, t: &WgpuShards) -> Vec<ShardStats> {
-        gpu_table::shard_stats(t)
-    }
-
-    fn export_shard(
-        &self,
-        t: &WgpuShards,
-        shard: usize,
-        entry: &mut dyn FnMut(u64, &[u8]),
-        link: &mut dyn FnMut(u64, u64, f32),
-    ) -> Result<(), TableError> {
-        gpu_table::export_shard(self, t, shard, entry, link)
-    }
-
-    fn try_clone_shards(&self, t: &WgpuShards) -> Result<WgpuShards, TableError> {
-        gpu_table::try_clone_shards(self, t)
-    }
-
-    fn drop_shards(&self, t: WgpuShards) {
-        gpu_table::drop_shards(self, t);
     }
 }
 

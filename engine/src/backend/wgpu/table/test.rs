@@ -9,8 +9,9 @@ use crate::backend::cpu::{CpuDevice, CpuShards};
 use crate::backend::gpu_table::{
     BLOCK, CHUNK, MAX_SHARDS, TILE, WORKGROUP, layout, links, new_arenas,
 };
-use crate::backend::{Device, DeviceConfig};
+use crate::backend::{Device, DeviceConfig, TableBackend};
 use crate::table::Outcome;
+use crate::table::{Batch, BatchResults, TableConfig};
 
 fn gpu() -> Option<WgpuDevice> {
     match WgpuDevice::open(&DeviceConfig::default()) {
