@@ -56,6 +56,12 @@ impl<'d> Accel<'d> {
         q: usize,
         out: &mut Vec<f32>,
     ) -> Result<(), GraphError> {
+        let rows = graph.emb.embedded.len();
+        out.clear();
+        out.resize(rows * q, 0.0);
+        if rows == 0 || q == 0 {
+            return Ok(());
+        }
         match self {
             Accel::Wgpu(g) => gpu::similarities(graph, g, queries, q, out),
             Accel::Cuda(c) => cuda::similarities(graph, c, queries, q, out),
@@ -73,6 +79,15 @@ impl<'d> Accel<'d> {
         theta: f32,
         out: &mut Vec<Vec<(f32, u32)>>,
     ) -> Result<(), GraphError> {
+        assert!(
+            (1..=MAX_DEVICE_K).contains(&k),
+            "k {k} out of 1..={MAX_DEVICE_K}"
+        );
+        out.resize_with(q, Vec::new);
+        out.iter_mut().for_each(Vec::clear);
+        if graph.emb.embedded.is_empty() || q == 0 {
+            return Ok(());
+        }
         match self {
             Accel::Wgpu(g) => gpu::top_candidates(graph, g, queries, q, k, theta, out),
             Accel::Cuda(c) => cuda::top_candidates(graph, c, queries, q, k, theta, out),

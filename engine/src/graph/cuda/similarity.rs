@@ -116,20 +116,16 @@ fn launch_similarities(
 }
 
 /// `out[j * q + i] = dot(query i, e[embedded[j]])`, computed on the device and read back
-/// whole (for a `seeds_k` above [`MAX_DEVICE_K`]).
+/// whole (for a `seeds_k` above [`MAX_DEVICE_K`]). Called through `Accel`, which sizes `out`
+/// and handles no rows or no queries.
 pub(crate) fn similarities(
     graph: &Graph,
     dev: &CudaDevice,
     queries: &[f32],
     q: usize,
-    out: &mut Vec<f32>,
+    out: &mut [f32],
 ) -> Result<(), GraphError> {
     let rows = graph.emb.embedded.len();
-    out.clear();
-    out.resize(rows * q, 0.0);
-    if rows == 0 || q == 0 {
-        return Ok(());
-    }
     let res = graph.cuda_resident(dev)?;
     let work = SimWork::take(&res, rows, q, graph.dim())?;
     launch_similarities(graph, &res, &work, queries, q)?;
@@ -143,7 +139,8 @@ pub(crate) fn similarities(
 }
 
 /// Per query, its best `k` embedded nodes with sim >= `theta`, by sim descending (f32 total
-/// order) then node ascending, best first. `k` is at most [`MAX_DEVICE_K`].
+/// order) then node ascending, best first. Called through `Accel`, which checks `k` (at
+/// most [`MAX_DEVICE_K`]), clears `out` and handles no rows or no queries.
 pub(crate) fn top_candidates(
     graph: &Graph,
     dev: &CudaDevice,
@@ -151,18 +148,9 @@ pub(crate) fn top_candidates(
     q: usize,
     k: usize,
     theta: f32,
-    out: &mut Vec<Vec<(f32, u32)>>,
+    out: &mut [Vec<(f32, u32)>],
 ) -> Result<(), GraphError> {
-    assert!(
-        (1..=MAX_DEVICE_K).contains(&k),
-        "k {k} out of 1..={MAX_DEVICE_K}"
-    );
-    out.resize_with(q, Vec::new);
-    out.iter_mut().for_each(Vec::clear);
     let rows = graph.emb.embedded.len();
-    if rows == 0 || q == 0 {
-        return Ok(());
-    }
     // The grid's y dimension is the query (at most 65,535 blocks).
     if q > 65_535 || u32::try_from(rows.div_ceil(TILE)).is_err() {
         return Err(GraphError::Device(format!(

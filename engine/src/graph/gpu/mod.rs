@@ -150,7 +150,8 @@ pub(crate) fn prepare(graph: &Graph, gpu: &WgpuDevice) -> Result<(), GraphError>
     graph.resident(gpu)?;
     if graph.dim() > 0 {
         let mut top = Vec::new();
-        top_candidates(graph, gpu, &vec![0.0; graph.dim()], 1, 1, 0.0, &mut top)?;
+        let dev = crate::graph::accel::Accel::Wgpu(gpu);
+        dev.top_candidates(graph, &vec![0.0; graph.dim()], 1, 1, 0.0, &mut top)?;
     }
     if graph.node_count() == 0 {
         return Ok(());

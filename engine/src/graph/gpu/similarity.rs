@@ -141,20 +141,16 @@ fn encode_similarities(
 
 /// `out[j * q + i] = dot(query i, e[embedded[j]])`: the similarity matrix of CPU
 /// `Embeddings::similarities`, computed on the device and read back whole (for a `seeds_k`
-/// above [`MAX_DEVICE_K`]; [`top_candidates`] reads back only the candidates).
+/// above [`MAX_DEVICE_K`]; [`top_candidates`] reads back only the candidates). Called
+/// through `Accel`, which sizes `out` and handles no rows or no queries.
 pub(crate) fn similarities(
     graph: &Graph,
     gpu: &WgpuDevice,
     queries: &[f32],
     q: usize,
-    out: &mut Vec<f32>,
+    out: &mut [f32],
 ) -> Result<(), GraphError> {
     let rows = graph.emb.embedded.len();
-    out.clear();
-    out.resize(rows * q, 0.0);
-    if rows == 0 || q == 0 {
-        return Ok(());
-    }
     let res = graph.resident(gpu)?;
     let mut work = SimWork::take(&res, rows, q, graph.dim())?;
     let mut enc = encoder(gpu);
@@ -170,7 +166,8 @@ pub(crate) fn similarities(
 
 /// Per query, its best `k` embedded nodes with sim >= `theta`, by sim descending (f32 total
 /// order) then node ascending: `out[i]` holds query i's `(sim, node)`, best first (fewer
-/// than `k` when fewer pass `theta`). `k` is at most [`MAX_DEVICE_K`].
+/// than `k` when fewer pass `theta`). Called through `Accel`, which checks `k` (at most
+/// [`MAX_DEVICE_K`]), clears `out` and handles no rows or no queries.
 pub(crate) fn top_candidates(
     graph: &Graph,
     gpu: &WgpuDevice,
@@ -178,18 +175,9 @@ pub(crate) fn top_candidates(
     q: usize,
     k: usize,
     theta: f32,
-    out: &mut Vec<Vec<(f32, u32)>>,
+    out: &mut [Vec<(f32, u32)>],
 ) -> Result<(), GraphError> {
-    assert!(
-        (1..=MAX_DEVICE_K).contains(&k),
-        "k {k} out of 1..={MAX_DEVICE_K}"
-    );
-    out.resize_with(q, Vec::new);
-    out.iter_mut().for_each(Vec::clear);
     let rows = graph.emb.embedded.len();
-    if rows == 0 || q == 0 {
-        return Ok(());
-    }
     if u32::try_from(rows.div_ceil(TILE)).is_err()
         || rows.div_ceil(TILE) > gpu.limits().max_compute_workgroups_per_dimension as usize
         || q > gpu.limits().max_compute_workgroups_per_dimension as usize
@@ -277,6 +265,7 @@ fn run_top_k(
 mod test {
     use super::*;
     use crate::backend::wgpu::tests::wgpu;
+    use crate::graph::accel::Accel;
     use crate::graph::generate;
     use crate::graph::result::rank;
 
@@ -294,7 +283,8 @@ mod test {
             let q = 3;
             let queries = generate::queries_near(&graph, q, 0.1, 9).unwrap();
             let mut sims = Vec::new();
-            similarities(&graph, &gpu, &queries, q, &mut sims).unwrap();
+            let dev = Accel::Wgpu(&gpu);
+            dev.similarities(&graph, &queries, q, &mut sims).unwrap();
             if dim == 24 {
                 // Rows uploaded in chunks of 1,000 (as past a binding limit): same bits.
                 let whole = graph.gpu.lock().unwrap().take();
@@ -302,7 +292,8 @@ mod test {
                 assert_eq!(chunked.row_chunks.len(), 3);
                 *graph.gpu.lock().unwrap() = Some(std::sync::Arc::new(chunked));
                 let mut by_chunks = Vec::new();
-                similarities(&graph, &gpu, &queries, q, &mut by_chunks).unwrap();
+                dev.similarities(&graph, &queries, q, &mut by_chunks)
+                    .unwrap();
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&by_chunks), bits(&sims), "similarities by row chunks");
                 *graph.gpu.lock().unwrap() = whole;
@@ -310,7 +301,8 @@ mod test {
             let mut top = Vec::new();
             for k in [1, 5, 100, 512] {
                 for theta in [-2.0, 0.0, 0.3, 2.0] {
-                    top_candidates(&graph, &gpu, &queries, q, k, theta, &mut top).unwrap();
+                    dev.top_candidates(&graph, &queries, q, k, theta, &mut top)
+                        .unwrap();
                     for (i, got) in top.iter().enumerate() {
                         let mut want: Vec<(f32, u32)> = graph
                             .emb
