@@ -15,6 +15,7 @@
 pub mod cpu;
 pub mod cuda;
 pub(crate) mod gpu_table;
+mod memory;
 pub mod wgpu;
 
 use std::fmt;

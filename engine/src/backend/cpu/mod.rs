@@ -7,11 +7,11 @@ mod kv;
 mod prefetch;
 mod shard;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+use super::memory::MemoryAccount;
 use super::{BackendKind, DeviceConfig, TableBackend};
 use crate::error::{BackendError, TableError};
 use crate::table::route::initial_slots;
@@ -46,9 +46,8 @@ pub struct CpuDevice {
 struct Inner {
     pool: rayon::ThreadPool,
     threads: usize,
-    memory_limit: Option<u64>,
-    /// Bytes of table state (keys and values arrays) allocated or reserved.
-    allocated: AtomicU64,
+    /// Table state (keys and values arrays) held, against `DeviceConfig::memory_limit`.
+    memory: MemoryAccount,
     /// Routing buffers kept between batches (one set per concurrent batch).
     scratch: Mutex<Vec<KvScratch>>,
 }
@@ -57,8 +56,7 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CpuDevice")
             .field("threads", &self.threads)
-            .field("memory_limit", &self.memory_limit)
-            .field("allocated", &self.allocated)
+            .field("memory", &self.memory)
             .finish_non_exhaustive()
     }
 }
@@ -82,8 +80,7 @@ impl CpuDevice {
             inner: Arc::new(Inner {
                 pool,
                 threads,
-                memory_limit: config.memory_limit,
-                allocated: AtomicU64::new(0),
+                memory: MemoryAccount::new(BackendKind::Cpu, config.memory_limit),
                 scratch: Mutex::new(Vec::new()),
             }),
         })
@@ -95,7 +92,7 @@ impl CpuDevice {
     }
 
     pub(crate) fn describe_device(&self) -> String {
-        let limit = match self.inner.memory_limit {
+        let limit = match self.inner.memory.limit() {
             Some(b) => format!(", memory limit {b} bytes"),
             None => String::new(),
         };
@@ -107,19 +104,7 @@ impl CpuDevice {
 
     /// Bytes of table state currently held.
     pub fn allocated_bytes(&self) -> u64 {
-        self.inner.allocated.load(Ordering::Relaxed)
-    }
-
-    /// The error for `needed` bytes that would pass the limit.
-    pub(crate) fn out_of_memory(&self, needed: u64) -> BackendError {
-        match self.inner.memory_limit {
-            Some(limit) => BackendError::OutOfMemory {
-                backend: BackendKind::Cpu,
-                needed,
-                available: limit.saturating_sub(self.allocated_bytes()),
-            },
-            None => self.allocation_failed(needed),
-        }
+        self.inner.memory.held()
     }
 
     /// The error for a host allocation of `bytes` that failed.
@@ -132,17 +117,7 @@ impl CpuDevice {
 
     /// Accounts `bytes` more against the memory limit, or fails with nothing accounted.
     pub(crate) fn reserve(&self, bytes: u64) -> Result<(), BackendError> {
-        let Some(limit) = self.inner.memory_limit else {
-            self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
-            return Ok(());
-        };
-        self.inner
-            .allocated
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                held.checked_add(bytes).filter(|&t| t <= limit)
-            })
-            .map(drop)
-            .map_err(|_| self.out_of_memory(bytes))
+        self.inner.memory.reserve(bytes)
     }
 
     /// Runs `f` on the device's worker pool.
@@ -173,7 +148,7 @@ impl CpuDevice {
     }
 
     pub(crate) fn release(&self, bytes: u64) {
-        self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
+        self.inner.memory.release(bytes);
     }
 }
 

@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::{CUdeviceptr, CUresult};
@@ -29,6 +28,7 @@ use cudarc::driver::{
 
 use super::{driver, kernel_cache, nvrtc};
 use crate::backend::gpu_table::Scratch;
+use crate::backend::memory::MemoryAccount;
 use crate::backend::{BackendKind, DeviceConfig};
 use crate::error::BackendError;
 
@@ -50,10 +50,8 @@ struct Inner {
     functions: Mutex<HashMap<(&'static str, &'static str), CudaFunction>>,
     /// The first sticky fault, after which the device refuses work.
     fault: Mutex<Option<String>>,
-    /// `DeviceConfig::memory_limit`: most bytes of table state the device may hold.
-    memory_limit: Option<u64>,
-    /// Bytes of table state (slots and values of every shard) held now.
-    allocated: AtomicU64,
+    /// Table state held, against `DeviceConfig::memory_limit`.
+    memory: MemoryAccount,
     /// Batch buffers of tables, kept between batches (one set per concurrent batch).
     table_scratch: Mutex<Vec<Scratch<CudaDevice>>>,
     staging: Mutex<Staging>,
@@ -254,8 +252,7 @@ impl CudaDevice {
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
                 fault: Mutex::new(None),
-                memory_limit: config.memory_limit,
-                allocated: AtomicU64::new(0),
+                memory: MemoryAccount::new(BackendKind::Cuda, config.memory_limit),
                 table_scratch: Mutex::new(Vec::new()),
                 staging: Mutex::new(Staging {
                     upload: None,
@@ -267,7 +264,7 @@ impl CudaDevice {
     }
 
     pub(crate) fn describe_device(&self) -> String {
-        let limit = match self.inner.memory_limit {
+        let limit = match self.inner.memory.limit() {
             Some(b) => format!(", memory limit {b} bytes"),
             None => String::new(),
         };
@@ -284,32 +281,18 @@ impl CudaDevice {
 
     /// Bytes of table state (slots and values of every shard) held on the device.
     pub(crate) fn allocated_bytes(&self) -> u64 {
-        self.inner.allocated.load(Ordering::Relaxed)
+        self.inner.memory.held()
     }
 
     /// Accounts `bytes` more table state against the memory limit, or fails with nothing
     /// accounted.
     pub(crate) fn reserve(&self, bytes: u64) -> Result<(), BackendError> {
-        let Some(limit) = self.inner.memory_limit else {
-            self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
-            return Ok(());
-        };
-        self.inner
-            .allocated
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                held.checked_add(bytes).filter(|&t| t <= limit)
-            })
-            .map(drop)
-            .map_err(|held| BackendError::OutOfMemory {
-                backend: BackendKind::Cuda,
-                needed: bytes,
-                available: limit.saturating_sub(held),
-            })
+        self.inner.memory.reserve(bytes)
     }
 
     /// Returns `bytes` of table state to the account.
     pub(crate) fn release(&self, bytes: u64) {
-        self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
+        self.inner.memory.release(bytes);
     }
 
     /// The pool of table batch buffers.

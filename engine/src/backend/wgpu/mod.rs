@@ -20,13 +20,13 @@ mod buffers;
 mod table;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(crate) use buffers::{Readback, storage_buffer, uniform_buffer, zeroed_storage_buffer};
 
 pub use table::WgpuShards;
 
+use super::memory::MemoryAccount;
 use super::{BackendKind, DeviceConfig, Unavailable};
 use crate::error::BackendError;
 
@@ -50,10 +50,8 @@ struct Inner {
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     /// The first error the device reported outside a scope, or its loss.
     fault: Arc<Mutex<Option<String>>>,
-    /// `DeviceConfig::memory_limit`: most bytes of table state the device may hold.
-    memory_limit: Option<u64>,
-    /// Bytes of table state (slots and values of every shard) held now.
-    allocated: AtomicU64,
+    /// Table state held, against `DeviceConfig::memory_limit`.
+    memory: MemoryAccount,
     /// Batch buffers of tables, kept between batches (one set per concurrent batch).
     table_scratch: Mutex<Vec<super::gpu_table::Scratch<WgpuDevice>>>,
 }
@@ -155,8 +153,7 @@ impl WgpuDevice {
                 limits,
                 pipelines: Mutex::new(HashMap::new()),
                 fault,
-                memory_limit: config.memory_limit,
-                allocated: AtomicU64::new(0),
+                memory: MemoryAccount::new(BackendKind::Wgpu, config.memory_limit),
                 table_scratch: Mutex::new(Vec::new()),
             }),
         })
@@ -164,7 +161,7 @@ impl WgpuDevice {
 
     pub(crate) fn describe_device(&self) -> String {
         let l = &self.inner.limits;
-        let limit = match self.inner.memory_limit {
+        let limit = match self.inner.memory.limit() {
             Some(b) => format!(", memory limit {b} bytes"),
             None => String::new(),
         };
@@ -178,27 +175,13 @@ impl WgpuDevice {
 
     /// Bytes of table state currently held on the device.
     pub(crate) fn allocated_bytes(&self) -> u64 {
-        self.inner.allocated.load(Ordering::Relaxed)
+        self.inner.memory.held()
     }
 
     /// Accounts `bytes` more table state against the memory limit, or fails with nothing
     /// accounted.
     pub(crate) fn reserve(&self, bytes: u64) -> Result<(), BackendError> {
-        let Some(limit) = self.inner.memory_limit else {
-            self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
-            return Ok(());
-        };
-        self.inner
-            .allocated
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                held.checked_add(bytes).filter(|&t| t <= limit)
-            })
-            .map(drop)
-            .map_err(|held| BackendError::OutOfMemory {
-                backend: BackendKind::Wgpu,
-                needed: bytes,
-                available: limit.saturating_sub(held),
-            })
+        self.inner.memory.reserve(bytes)
     }
 
     /// The pool of table batch buffers.
@@ -213,7 +196,7 @@ impl WgpuDevice {
 
     /// Returns `bytes` of table state to the account.
     pub(crate) fn release(&self, bytes: u64) {
-        self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
+        self.inner.memory.release(bytes);
     }
 
     pub(crate) fn device(&self) -> &wgpu::Device {
