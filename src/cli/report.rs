@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
@@ -325,52 +327,58 @@ where
     let many = categories.len() > 12;
     // Bars, the value printed above each when there are few.
     let label_values = categories.len() * series.len() <= 16;
-    let slot = 0.8 / series.len().max(1) as f64;
-    let rects = |i: usize, j: usize, v: f64| {
-        let x0 = i as f64 + 0.1 + j as f64 * slot;
-        (x0, x0 + slot * 0.92, v)
-    };
     if log_y {
         let mut c = builder.build_cartesian_2d(0f64..n, (lo..hi).log_scale())?;
-        c.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_desc(&chart.y_label)
-            .y_label_formatter(&|v| short(*v))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .draw()?;
-        for (j, s) in series.iter().enumerate() {
-            let color = PALETTE[j % PALETTE.len()];
-            for (i, &v) in s.values.iter().enumerate() {
-                if !(v.is_finite() && v > 0.0) {
-                    continue;
-                }
-                let (x0, x1, v) = rects(i, j, v);
-                c.draw_series(std::iter::once(Rectangle::new(
-                    [(x0, lo), (x1, v)],
-                    color.filled(),
-                )))?;
-                if label_values {
-                    let (px, py) = c.backend_coord(&((x0 + x1) / 2.0, v));
-                    root.draw(&Text::new(
-                        short(v),
-                        (px, py - 3),
-                        TextStyle::from((FONT, 12)).pos(Pos::new(HPos::Center, VPos::Bottom)),
-                    ))?;
-                }
-            }
-        }
-        category_labels(
-            root,
-            &c.backend_coord(&(0.0, lo)),
+        // Non-positive values have no place on a log axis.
+        let bars = Bars {
+            chart,
             categories,
-            |i| c.backend_coord(&(i as f64 + 0.5, lo)).0,
+            series,
+            base: lo,
+            label_values,
             many,
-            &chart.x_label,
-        )?;
+        };
+        bars.draw(root, &mut c, |v| v.is_finite() && v > 0.0)
     } else {
         let mut c = builder.build_cartesian_2d(0f64..n, lo..hi)?;
+        let bars = Bars {
+            chart,
+            categories,
+            series,
+            base: 0.0,
+            label_values,
+            many,
+        };
+        bars.draw(root, &mut c, f64::is_finite)
+    }
+}
+
+/// The bars of one chart, drawn the same way on a linear or a log y axis.
+struct Bars<'a> {
+    chart: &'a Chart,
+    categories: &'a [String],
+    series: &'a [BarSeries],
+    /// Where the bars start: 0, or the floor of a log axis.
+    base: f64,
+    /// Print each bar's value above it (when there are few bars).
+    label_values: bool,
+    /// Many categories: small labels.
+    many: bool,
+}
+
+impl Bars<'_> {
+    /// Mesh, bars (those whose value `keep`s) and category labels on `c`.
+    fn draw<DB: DrawingBackend, Y>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        c: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
+        keep: impl Fn(f64) -> bool,
+    ) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let (chart, base) = (self.chart, self.base);
         c.configure_mesh()
             .disable_x_mesh()
             .x_labels(0)
@@ -379,18 +387,20 @@ where
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
             .draw()?;
-        for (j, s) in series.iter().enumerate() {
+        let slot = 0.8 / self.series.len().max(1) as f64;
+        for (j, s) in self.series.iter().enumerate() {
             let color = PALETTE[j % PALETTE.len()];
             for (i, &v) in s.values.iter().enumerate() {
-                if !v.is_finite() {
+                if !keep(v) {
                     continue;
                 }
-                let (x0, x1, v) = rects(i, j, v);
+                let x0 = i as f64 + 0.1 + j as f64 * slot;
+                let x1 = x0 + slot * 0.92;
                 c.draw_series(std::iter::once(Rectangle::new(
-                    [(x0, 0.0), (x1, v)],
+                    [(x0, base), (x1, v)],
                     color.filled(),
                 )))?;
-                if label_values {
+                if self.label_values {
                     let (px, py) = c.backend_coord(&((x0 + x1) / 2.0, v));
                     root.draw(&Text::new(
                         short(v),
@@ -402,14 +412,13 @@ where
         }
         category_labels(
             root,
-            &c.backend_coord(&(0.0, 0.0)),
-            categories,
-            |i| c.backend_coord(&(i as f64 + 0.5, 0.0)).0,
-            many,
+            &c.backend_coord(&(0.0, base)),
+            self.categories,
+            |i| c.backend_coord(&(i as f64 + 0.5, base)).0,
+            self.many,
             &chart.x_label,
-        )?;
+        )
     }
-    Ok(())
 }
 
 /// Category names under the bars (every one; small when there are many), and the x axis
